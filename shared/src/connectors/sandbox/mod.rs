@@ -1,0 +1,336 @@
+//! The embedded sandbox: an external system that lives in memory, so the bridge runs end to end with no
+//! account anywhere. Its data is generated deterministically (see [`data`]) or read from `SANDBOX_DATA`.
+//! Tests change it between pages through [`SandboxStore`].
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::ops::Bound;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use phonenumber::country::Id as Region;
+
+use super::{Connector, ConnectorError, ContactBatch, ContactQuery, ContactRecord, InteractionBatch, InteractionQuery, LookupHits};
+use crate::config::{Config, ConfigError};
+use crate::phone;
+use crate::sync::{Position, SyncKey};
+use crate::talkdesk::{Auth, Interaction};
+
+pub mod data;
+
+pub use data::{generate, GenerateOptions, SandboxContact, SandboxData, SandboxInteraction};
+
+#[derive(Default)]
+struct State {
+    contacts: HashMap<String, SandboxContact>,
+    order: BTreeSet<SyncKey>,
+    by_email: HashMap<String, HashSet<String>>,
+    by_phone: HashMap<String, HashSet<String>>,
+    interactions: HashMap<String, Vec<Interaction>>,
+}
+
+/// The sandbox's records, indexed for sync order and for lookups by email and phone.
+pub struct SandboxStore {
+    state: RwLock<State>,
+    region: Region,
+}
+
+impl SandboxStore {
+    /// `region` reads phone numbers stored without a country code.
+    pub fn new(data: SandboxData, region: Region) -> Self {
+        let store = SandboxStore {
+            state: RwLock::new(State::default()),
+            region,
+        };
+        for c in data.contacts {
+            store.upsert(c);
+        }
+        {
+            let mut st = store.write();
+            for i in data.interactions {
+                st.interactions.entry(i.contact_id).or_default().push(i.interaction);
+            }
+        }
+        store
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds a contact or replaces the one with the same id.
+    pub fn upsert(&self, record: SandboxContact) {
+        let mut st = self.write();
+        let id = record.contact.id.clone();
+        if let Some(old) = st.contacts.remove(&id) {
+            st.order.remove(&SyncKey::new(old.updated_at, id.clone()));
+            for e in &old.contact.emails {
+                if let Some(set) = st.by_email.get_mut(&e.to_lowercase()) {
+                    set.remove(&id);
+                }
+            }
+            for p in &old.contact.phones {
+                if let Some(set) = phone::to_e164(p, self.region).and_then(|k| st.by_phone.get_mut(&k)) {
+                    set.remove(&id);
+                }
+            }
+        }
+        st.order.insert(SyncKey::new(record.updated_at, id.clone()));
+        for e in &record.contact.emails {
+            st.by_email.entry(e.to_lowercase()).or_default().insert(id.clone());
+        }
+        for p in &record.contact.phones {
+            if let Some(k) = phone::to_e164(p, self.region) {
+                st.by_phone.entry(k).or_default().insert(id.clone());
+            }
+        }
+        st.contacts.insert(id, record);
+    }
+
+    /// Adds an interaction to a contact.
+    pub fn add_interaction(&self, contact_id: &str, interaction: Interaction) {
+        self.write()
+            .interactions
+            .entry(contact_id.to_string())
+            .or_default()
+            .push(interaction);
+    }
+
+    pub fn get(&self, id: &str) -> Option<SandboxContact> {
+        self.read().contacts.get(id).cloned()
+    }
+
+    pub fn len(&self) -> usize {
+        self.read().contacts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every contact, in sync order.
+    pub fn snapshot(&self) -> Vec<SandboxContact> {
+        let st = self.read();
+        st.order.iter().filter_map(|k| st.contacts.get(&k.id).cloned()).collect()
+    }
+
+    /// Contacts after `after`, updated no later than `until`, in sync order.
+    pub fn page(&self, after: Option<&Position>, until: chrono::DateTime<chrono::Utc>, limit: usize) -> (Vec<ContactRecord>, bool) {
+        let st = self.read();
+        let until = crate::sync::position::micros(until);
+        let start = match after {
+            None => Bound::Unbounded,
+            // "0" sorts first among the ids at an instant.
+            Some(p) => Bound::Included(SyncKey { ts: p.ts, id: "0".into() }),
+        };
+        let mut records = Vec::new();
+        let mut done = true;
+        for key in st.order.range((start, Bound::Unbounded)) {
+            if after.is_some_and(|p| !p.admits(key)) {
+                continue;
+            }
+            if key.ts > until {
+                break;
+            }
+            if records.len() == limit {
+                done = false;
+                break;
+            }
+            if let Some(c) = st.contacts.get(&key.id) {
+                records.push(ContactRecord {
+                    updated_at: c.updated_at,
+                    contact: c.contact.clone(),
+                });
+            }
+        }
+        (records, done)
+    }
+
+    /// The interactions of every contact the query identifies, with how each identifier fared.
+    pub fn lookup(&self, query: &InteractionQuery) -> InteractionBatch {
+        let st = self.read();
+        let mut hits = LookupHits::default();
+        let mut ids: Vec<&str> = Vec::new();
+        if let Some(id) = &query.external_id {
+            if let Some((k, _)) = st.contacts.get_key_value(id) {
+                hits.external_id += 1;
+                ids.push(k);
+            }
+        }
+        for e in &query.emails {
+            for id in st.by_email.get(e).into_iter().flatten() {
+                hits.email += 1;
+                ids.push(id);
+            }
+        }
+        for p in &query.phones {
+            for id in st.by_phone.get(p).into_iter().flatten() {
+                hits.phone += 1;
+                ids.push(id);
+            }
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        let interactions = ids
+            .iter()
+            .flat_map(|id| st.interactions.get(*id).into_iter().flatten())
+            .filter(|i| query.types.contains(&i.kind))
+            .cloned()
+            .collect();
+        InteractionBatch { interactions, hits }
+    }
+}
+
+/// The sandbox connector.
+pub struct Sandbox {
+    store: Arc<SandboxStore>,
+    max_page_size: usize,
+    lag: Duration,
+}
+
+/// The sandbox's default upstream page size (small enough that a Talkdesk page takes several calls).
+pub const DEFAULT_PAGE_SIZE: usize = 200;
+
+impl Sandbox {
+    pub fn new(store: Arc<SandboxStore>, max_page_size: usize, lag: Duration) -> Self {
+        Sandbox {
+            store,
+            max_page_size: max_page_size.max(1),
+            lag,
+        }
+    }
+
+    pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
+        let data = match &config.sandbox.data_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Invalid {
+                    name: "SANDBOX_DATA",
+                    problem: format!("cannot read {}: {e}", path.display()),
+                })?;
+                serde_json::from_str(&text).map_err(|e| ConfigError::Invalid {
+                    name: "SANDBOX_DATA",
+                    problem: format!("{} is not sandbox data: {e}", path.display()),
+                })?
+            }
+            None => generate(GenerateOptions::default()),
+        };
+        let store = Arc::new(SandboxStore::new(data, config.default_region));
+        Ok(Sandbox::new(store, config.sandbox.page_size, config.sandbox.lag))
+    }
+
+    pub fn store(&self) -> &Arc<SandboxStore> {
+        &self.store
+    }
+}
+
+#[async_trait]
+impl Connector for Sandbox {
+    fn name(&self) -> &'static str {
+        "sandbox"
+    }
+
+    fn interaction_types(&self) -> &[&'static str] {
+        data::INTERACTION_TYPES
+    }
+
+    fn max_page_size(&self) -> usize {
+        self.max_page_size
+    }
+
+    fn indexing_lag(&self) -> Duration {
+        self.lag
+    }
+
+    fn account(&self, auth: &Auth) -> Result<String, ConnectorError> {
+        // Every sandbox caller shares one account unless it names one (tests use this to prove binding).
+        Ok(match auth.get("account") {
+            Some(a) => format!("sandbox:{}", a.expose()),
+            None => "sandbox".to_string(),
+        })
+    }
+
+    async fn contacts(&self, _auth: &Auth, query: &ContactQuery<'_>) -> Result<ContactBatch, ConnectorError> {
+        let (records, done) = self.store.page(query.after, query.until, query.limit.min(self.max_page_size));
+        Ok(ContactBatch {
+            records,
+            next_cursor: None,
+            done,
+        })
+    }
+
+    async fn interactions(&self, _auth: &Auth, query: &InteractionQuery) -> Result<InteractionBatch, ConnectorError> {
+        Ok(self.store.lookup(query))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::talkdesk::Contact;
+    use chrono::{TimeZone, Utc};
+
+    fn contact(id: &str, secs: i64, phone: &str) -> SandboxContact {
+        SandboxContact {
+            updated_at: Utc.timestamp_opt(secs, 0).unwrap(),
+            contact: Contact {
+                id: id.into(),
+                name: format!("C{id}"),
+                phones: vec![phone.into()],
+                emails: vec![format!("c{id}@x.co")],
+                ..Default::default()
+            },
+        }
+    }
+
+    fn store(contacts: Vec<SandboxContact>) -> SandboxStore {
+        SandboxStore::new(
+            SandboxData {
+                contacts,
+                interactions: vec![],
+            },
+            phone::parse_region("US").unwrap(),
+        )
+    }
+
+    #[test]
+    fn pages_follow_the_keyset_order_and_respect_the_upper_bound() {
+        let s = store(vec![
+            contact("2", 10, "1"),
+            contact("10", 10, "2"),
+            contact("1", 20, "3"),
+            contact("5", 30, "4"),
+        ]);
+        let until = Utc.timestamp_opt(25, 0).unwrap();
+        let (page, done) = s.page(None, until, 2);
+        assert_eq!(page.iter().map(|r| r.contact.id.as_str()).collect::<Vec<_>>(), vec!["2", "10"]);
+        assert!(!done);
+        let after = Position::after(&page[1].key());
+        let (page, done) = s.page(Some(&after), until, 2);
+        assert_eq!(page.iter().map(|r| r.contact.id.as_str()).collect::<Vec<_>>(), vec!["1"]);
+        assert!(done);
+    }
+
+    #[test]
+    fn an_update_moves_a_contact_and_reindexes_it() {
+        let s = store(vec![contact("1", 10, "(415) 555-0100")]);
+        s.upsert(contact("1", 50, "+44 20 7946 0001"));
+        assert_eq!(s.len(), 1);
+        let q = InteractionQuery {
+            phones: vec!["+14155550100".into()],
+            types: vec!["ticket".into()],
+            ..Default::default()
+        };
+        assert_eq!(s.lookup(&q).hits.phone, 0);
+        let q = InteractionQuery {
+            phones: vec!["+442079460001".into()],
+            types: vec!["ticket".into()],
+            ..Default::default()
+        };
+        assert_eq!(s.lookup(&q).hits.phone, 1);
+        assert_eq!(s.snapshot()[0].updated_at.timestamp(), 50);
+    }
+}

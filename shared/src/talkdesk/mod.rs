@@ -1,0 +1,12 @@
+//! Talkdesk's bridge protocol: the requests Talkdesk sends and the responses it expects, exactly as
+//! `contact-retriever.md` and `interaction-retriever.md` describe them, plus the rules this bridge adds
+//! (see [`request`]). Nothing here knows about AWS, HTTP clients or any one external system.
+
+pub mod request;
+pub mod response;
+
+pub use request::{
+    parse_contacts_request, parse_interactions_request, Auth, ContactLookup, ContactsRequest, InteractionsRequest, RequestError,
+    MAX_BODY_BYTES,
+};
+pub use response::{Contact, ContactsResponse, Interaction, Priority, Status};

@@ -1,0 +1,195 @@
+//! What the bridge answers.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize, Serializer};
+
+/// One contact as Talkdesk stores it. Optional fields are omitted when empty.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Contact {
+    pub id: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub company: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub emails: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub phones: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub photo_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub websites: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub twitter: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+impl Contact {
+    /// Makes the contact fit the protocol: blank optional fields become absent, list entries are trimmed
+    /// and deduplicated, and a contact without a name is named after its first email, phone or id
+    /// (`name` is mandatory).
+    pub fn tidy(mut self) -> Self {
+        fn opt(v: Option<String>) -> Option<String> {
+            v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+        }
+        fn list(v: Vec<String>) -> Vec<String> {
+            let mut out: Vec<String> = Vec::with_capacity(v.len());
+            for s in v {
+                let s = s.trim().to_string();
+                if !s.is_empty() && !out.iter().any(|o| o.eq_ignore_ascii_case(&s)) {
+                    out.push(s);
+                }
+            }
+            out
+        }
+        self.company = opt(self.company);
+        self.title = opt(self.title);
+        self.photo_url = opt(self.photo_url);
+        self.address = opt(self.address);
+        self.twitter = opt(self.twitter.map(|t| t.trim().trim_start_matches('@').to_string()));
+        self.url = opt(self.url);
+        self.emails = list(self.emails);
+        self.phones = list(self.phones);
+        self.websites = list(self.websites);
+        self.name = self.name.trim().to_string();
+        if self.name.is_empty() {
+            self.name = self
+                .emails
+                .first()
+                .or(self.phones.first())
+                .cloned()
+                .unwrap_or_else(|| self.id.clone());
+        }
+        self
+    }
+}
+
+/// The answer to one contact-sync request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContactsResponse {
+    pub contacts: Vec<Contact>,
+    pub synchronization_checkpoint: String,
+    /// Absent (not `null`) on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_offset: Option<String>,
+    /// Sent only together with `next_offset`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<serde_json::Value>,
+}
+
+/// Talkdesk's priority enum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    None,
+    Low,
+    Normal,
+    High,
+    Urgent,
+}
+
+/// Talkdesk's status enum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    New,
+    Open,
+    Pending,
+    Solved,
+    Closed,
+}
+
+impl Priority {
+    pub const ALL: [Priority; 5] = [Priority::None, Priority::Low, Priority::Normal, Priority::High, Priority::Urgent];
+}
+
+impl Status {
+    pub const ALL: [Status; 5] = [Status::New, Status::Open, Status::Pending, Status::Solved, Status::Closed];
+}
+
+/// One interaction (a ticket, a call, an email...) with the contact. `id` is the interaction's own id in
+/// the external system.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Interaction {
+    pub id: String,
+    pub subject: String,
+    pub description: String,
+    #[serde(serialize_with = "rfc3339_utc")]
+    pub date: DateTime<Utc>,
+    pub url: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub priority: Priority,
+    pub status: Status,
+}
+
+fn rfc3339_utc<S: Serializer>(date: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&date.to_rfc3339_opts(SecondsFormat::Secs, true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn empty_optional_contact_fields_are_omitted() {
+        let c = Contact {
+            id: "1".into(),
+            name: "Joe".into(),
+            company: Some("  ".into()),
+            ..Default::default()
+        }
+        .tidy();
+        let json = serde_json::to_value(&c).unwrap();
+        assert_eq!(json, serde_json::json!({"id": "1", "name": "Joe"}));
+    }
+
+    #[test]
+    fn nameless_contact_is_named_after_its_first_email() {
+        let c = Contact {
+            id: "7".into(),
+            emails: vec![" a@b.co ".into(), "A@B.CO".into()],
+            ..Default::default()
+        }
+        .tidy();
+        assert_eq!(c.name, "a@b.co");
+        assert_eq!(c.emails, vec!["a@b.co"]);
+    }
+
+    #[test]
+    fn last_page_has_no_next_offset_key_and_no_context() {
+        let r = ContactsResponse {
+            contacts: vec![],
+            synchronization_checkpoint: "x".into(),
+            next_offset: None,
+            context: None,
+        };
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(!json.contains("next_offset"));
+        assert!(!json.contains("context"));
+    }
+
+    #[test]
+    fn interaction_date_is_rfc3339_utc_and_enums_are_lowercase() {
+        let i = Interaction {
+            id: "42".into(),
+            subject: "s".into(),
+            description: "d".into(),
+            date: Utc.with_ymd_and_hms(2025, 3, 1, 12, 30, 5).unwrap(),
+            url: "https://x".into(),
+            kind: "ticket".into(),
+            priority: Priority::None,
+            status: Status::Pending,
+        };
+        let json = serde_json::to_value(&i).unwrap();
+        assert_eq!(json["date"], "2025-03-01T12:30:05Z");
+        assert_eq!(json["priority"], "none");
+        assert_eq!(json["status"], "pending");
+        assert_eq!(json["type"], "ticket");
+    }
+}
