@@ -1,0 +1,124 @@
+# The commands the README names. CI (.ci/run and .github/workflows/ci.yml) calls the same targets.
+#
+#   make run        serve POST /contacts and POST /interactions on 127.0.0.1:9000 (PORT=n), sandbox data
+#   make test       template + workflow checks, then every Rust test
+#   make lint       cargo fmt --check and clippy -D warnings
+#   make sam-build  sam build (arm64, cargo-lambda + zig, no Docker), timed
+#   make invoke     send one events/*.json file to a running `make run`
+#
+# Tools come from package registries into the repository, never globally:
+#   .venv/         Python: cargo-lambda, ziglang, moto[server], cfn-lint, aws-sam-cli (.ci/requirements*.txt)
+#   .tools/        npm: @action-validator/cli (.tools/package.json + package-lock.json)
+# Both are created on first use and reinstalled only when their pin files change.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+TOOLS := .tools
+PORT ?= 9000
+EVENT ?= events/contacts-initial-sync.json
+FUNCTION ?= contacts
+SAM_ENV ?= default
+
+# Recipes find the venv's and npm's tools first: sam, cfn-lint, cargo-lambda, zig, moto_server
+# (the SSM emulator the integration tests start), action-validator.
+export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/$(TOOLS)/node_modules/.bin:$(PATH)
+# SAM CLI: no telemetry, and dummy credentials plus a region so validation never looks for a
+# profile. Nothing in `make test` talks to AWS.
+export SAM_CLI_TELEMETRY := 0
+check-env = AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_SESSION_TOKEN=testing
+
+RUN_STAMP := $(VENV)/.run-tools
+ALL_STAMP := $(VENV)/.all-tools
+NPM_STAMP := $(TOOLS)/node_modules/.installed
+
+.PHONY: help run invoke test check-template lint sam-build venv tools clean-tools
+
+help:
+	@sed -n 's/^#   make /  make /p' $(MAKEFILE_LIST)
+
+# ---------------------------------------------------------------- tool installs (idempotent)
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+
+# Only what `make run` needs, so the first run does not wait for SAM CLI.
+$(RUN_STAMP): .ci/requirements-run.txt | $(VENV)/bin/python
+	$(VENV)/bin/pip install --quiet -r .ci/requirements-run.txt
+	touch $@
+
+$(ALL_STAMP): .ci/requirements.txt .ci/requirements-run.txt | $(VENV)/bin/python
+	@start=$$(date +%s); \
+	$(VENV)/bin/pip install --quiet -r .ci/requirements.txt; \
+	echo "python tools installed in $$(( $$(date +%s) - start )) s"
+	touch $(RUN_STAMP) $@
+
+$(NPM_STAMP): $(TOOLS)/package.json $(TOOLS)/package-lock.json
+	npm ci --prefix $(TOOLS) --no-audit --no-fund --loglevel=error
+	touch $@
+
+venv: $(ALL_STAMP)
+tools: $(ALL_STAMP) $(NPM_STAMP)
+
+clean-tools:
+	rm -rf $(VENV) $(TOOLS)/node_modules
+
+# ---------------------------------------------------------------- run locally
+
+# cargo lambda watch emulates the Lambda control plane and routes API-Gateway-style paths to the
+# real binaries ([workspace.metadata.lambda.watch.router] in Cargo.toml); it rebuilds them when
+# the code changes. No AWS account, Docker or network: the sandbox connector is the default.
+run: $(RUN_STAMP)
+	cargo build --quiet -p contacts -p interactions
+	@echo
+	@echo "Talkdesk bridge on http://127.0.0.1:$(PORT) (sandbox data). Try, from another terminal:"
+	@echo "  curl -s http://127.0.0.1:$(PORT)/contacts -H 'content-type: application/json' -d '{\"auth\":{}}'"
+	@echo "  curl -s http://127.0.0.1:$(PORT)/interactions -H 'content-type: application/json' \\"
+	@echo "       -d '{\"auth\":{},\"data\":{\"contact_emails\":[\"someone@example.com\"]}}'"
+	@echo "  cargo run -p bridge-tests --bin talkdesk-sim -- --base-url http://127.0.0.1:$(PORT)"
+	@echo "  make invoke FUNCTION=contacts EVENT=events/contacts-initial-sync.json"
+	@echo "Stop with Ctrl-C."
+	@echo
+	cargo lambda watch -A 127.0.0.1 -P $(PORT)
+
+# A raw API Gateway event to a function served by `make run` (bypasses the HTTP router).
+invoke: $(RUN_STAMP)
+	cargo lambda invoke $(FUNCTION) --data-file $(EVENT) -A 127.0.0.1 -P $(PORT)
+
+# ---------------------------------------------------------------- checks
+
+check-template: tools
+	cfn-lint template.yaml
+	$(check-env) sam validate --lint --template template.yaml
+	@shopt -s nullglob; files=(.github/workflows/*.yml .github/workflows/*.yaml); \
+	test $${#files[@]} -gt 0 || { echo "no workflow files in .github/workflows"; exit 1; }; \
+	for f in "$${files[@]}"; do echo "action-validator $$f"; action-validator "$$f"; done
+
+test: check-template
+	@if cargo nextest --version >/dev/null 2>&1; then \
+	  cargo test --workspace --doc; \
+	  cargo nextest run --workspace; \
+	else \
+	  cargo test --workspace; \
+	fi
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+# ---------------------------------------------------------------- build for AWS
+
+# Both arm64 bootstrap files into .aws-sam/build, with cargo-lambda cross-compiling through zig
+# (no Docker). Options (parallel; no SAM cache, see the comment there) come from samconfig.toml.
+sam-build: venv
+	@rustup target list --installed | grep -qx aarch64-unknown-linux-gnu \
+	  || rustup target add aarch64-unknown-linux-gnu
+	@start=$$(date +%s); \
+	sam build --config-env $(SAM_ENV); \
+	echo "sam build took $$(( $$(date +%s) - start )) s"
+	@file .aws-sam/build/ContactsFunction/bootstrap .aws-sam/build/InteractionsFunction/bootstrap 2>/dev/null \
+	  || ls -l .aws-sam/build/ContactsFunction/bootstrap .aws-sam/build/InteractionsFunction/bootstrap
