@@ -51,6 +51,8 @@ pub struct Config {
     /// `BRIDGE_MAX_INTERACTIONS` (default 100): most interactions per lookup.
     pub max_interactions: usize,
     pub sandbox: SandboxConfig,
+    /// `ZENDESK_*`: see [`crate::connectors::zendesk::settings`].
+    pub zendesk: crate::connectors::zendesk::ZendeskConfig,
 }
 
 fn parse_num<T>(get: &dyn Fn(&str) -> Option<String>, name: &'static str, default: T, min: T) -> Result<T, ConfigError>
@@ -112,6 +114,7 @@ impl Config {
                 page_size: parse_num(get, "SANDBOX_PAGE_SIZE", crate::connectors::sandbox::DEFAULT_PAGE_SIZE, 1)?,
                 lag: Duration::from_secs(parse_num(get, "SANDBOX_LAG_SECS", 0u64, 0)?),
             },
+            zendesk: crate::connectors::zendesk::ZendeskConfig::from_lookup(get)?,
         })
     }
 
@@ -121,7 +124,6 @@ impl Config {
         match (&self.token_key, self.connector) {
             (Some(k), _) => Ok(k.clone()),
             (None, ConnectorKind::Sandbox) => Ok(Secret::new(SANDBOX_DEV_TOKEN_KEY)),
-            #[allow(unreachable_patterns)]
             (None, _) => Err(ConfigError::Missing {
                 name: "BRIDGE_TOKEN_KEY",
                 why: "a real connector needs its own token key (SSM parameter token-key or BRIDGE_TOKEN_KEY)",

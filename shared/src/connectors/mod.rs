@@ -12,6 +12,7 @@ use crate::sync::{Position, SyncKey};
 use crate::talkdesk::{Auth, Contact, Interaction};
 
 pub mod sandbox;
+pub mod zendesk;
 
 /// One contact with the instant the external system last changed it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,14 +156,16 @@ pub trait Connector: Send + Sync {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConnectorKind {
     Sandbox,
+    Zendesk,
 }
 
 impl ConnectorKind {
-    pub const NAMES: &'static [&'static str] = &["sandbox"];
+    pub const NAMES: &'static [&'static str] = &["sandbox", "zendesk"];
 
     pub fn parse(name: &str) -> Option<Self> {
         match name.trim().to_ascii_lowercase().as_str() {
             "" | "sandbox" => Some(ConnectorKind::Sandbox),
+            "zendesk" => Some(ConnectorKind::Zendesk),
             _ => None,
         }
     }
@@ -172,5 +175,6 @@ impl ConnectorKind {
 pub fn build(config: &crate::Config) -> Result<Arc<dyn Connector>, crate::config::ConfigError> {
     Ok(match config.connector {
         ConnectorKind::Sandbox => Arc::new(sandbox::Sandbox::from_config(config)?),
+        ConnectorKind::Zendesk => Arc::new(zendesk::Zendesk::from_config(config)?),
     })
 }

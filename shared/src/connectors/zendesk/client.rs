@@ -1,0 +1,391 @@
+//! Zendesk's HTTP API: one `reqwest::Client` per container, the host built only from a checked subdomain
+//! (or `ZENDESK_BASE_URL`), every upstream status mapped to a [`ConnectorError`], and `Retry-After`
+//! honoured on 429 and 503 while the caller's allowance lasts.
+//!
+//! Nothing upstream is echoed: errors name the operation and the HTTP status, never a body, a URL (search
+//! queries hold emails and phone numbers) or a credential.
+
+use std::time::{Duration, SystemTime};
+
+use serde::de::DeserializeOwned;
+
+use super::credentials::Credentials;
+use crate::connectors::ConnectorError;
+use crate::sync::Budget;
+
+pub(crate) const SYSTEM: &str = "Zendesk";
+
+/// The most attempts one call makes when told to retry later.
+const MAX_ATTEMPTS: u32 = 3;
+/// The longest `Retry-After` waited out when the budget has no clock (tools and tests).
+const MAX_UNTIMED_WAIT: Duration = Duration::from_secs(30);
+/// Time kept for the request itself after waiting out a `Retry-After`.
+const REQUEST_RESERVE: Duration = Duration::from_secs(2);
+/// The shortest per-request timeout a nearly spent budget cuts a request to.
+const MIN_REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
+/// Interaction lookups wait out a `Retry-After` at most this long, once: Talkdesk is showing a screen.
+pub(crate) const BRIEF_WAIT: Duration = Duration::from_secs(2);
+
+/// What is being called, for error messages and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Op {
+    UserExport,
+    Organizations,
+    UserSearch,
+    Identities,
+    RequestedTickets,
+}
+
+impl Op {
+    fn doing(self) -> &'static str {
+        match self {
+            Op::UserExport => "exporting users",
+            Op::Organizations => "reading organizations",
+            Op::UserSearch => "searching users",
+            Op::Identities => "reading user identities",
+            Op::RequestedTickets => "listing a user's tickets",
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Op::UserExport => "user_export",
+            Op::Organizations => "organizations",
+            Op::UserSearch => "user_search",
+            Op::Identities => "identities",
+            Op::RequestedTickets => "requested_tickets",
+        }
+    }
+
+    fn forbidden(self) -> String {
+        match self {
+            Op::UserExport => "Zendesk refused the incremental user export (403): it is allowed for admins only, so the credentials must belong to a Zendesk admin".into(),
+            other => format!("Zendesk refused access while {} (403): the credentials need an agent or admin who can see users and tickets", other.doing()),
+        }
+    }
+}
+
+/// How long a call may wait when Zendesk says "retry after".
+#[derive(Clone, Copy)]
+pub(crate) enum Patience<'a> {
+    /// While the page's time budget lasts (contact sync).
+    Budget(&'a dyn Budget),
+    /// Once, for at most [`BRIEF_WAIT`] (interaction lookups).
+    Brief,
+}
+
+impl Patience<'_> {
+    /// A request timeout shorter than the configured one when the page's budget ends sooner.
+    fn timeout(&self) -> Option<Duration> {
+        match self {
+            Patience::Budget(b) => b.remaining().map(|left| left.max(MIN_REQUEST_TIMEOUT)),
+            Patience::Brief => None,
+        }
+    }
+
+    /// How long to wait before attempt number `attempt + 1`, or `None` to give up.
+    fn wait(&self, retry_after: Option<Duration>, attempt: u32) -> Option<Duration> {
+        let wait = retry_after?;
+        match self {
+            Patience::Brief => (attempt == 1 && wait <= BRIEF_WAIT).then_some(wait),
+            Patience::Budget(b) => {
+                if attempt >= MAX_ATTEMPTS || b.exhausted() {
+                    return None;
+                }
+                match b.remaining() {
+                    Some(left) => (wait + REQUEST_RESERVE <= left).then_some(wait),
+                    None => (wait <= MAX_UNTIMED_WAIT).then_some(wait),
+                }
+            }
+        }
+    }
+}
+
+/// Reads `Retry-After`: delay-seconds (a decimal fraction is tolerated) or an HTTP date, relative to `now`.
+/// A date in the past means "now".
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let v = value.trim();
+    if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+        return v.parse::<u64>().ok().map(|s| Duration::from_secs(s.min(86_400)));
+    }
+    if let Ok(secs) = v.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(86_400.0)));
+    }
+    let at = httpdate::parse_http_date(v).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// The Zendesk HTTP client shared by every invocation of a container.
+pub(crate) struct ZendeskHttp {
+    client: reqwest::Client,
+    base_override: Option<String>,
+    request_timeout: Duration,
+}
+
+impl ZendeskHttp {
+    pub(crate) fn new(connect_timeout: Duration, request_timeout: Duration, base_override: Option<String>) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(connect_timeout)
+            .timeout(request_timeout)
+            // A redirect could carry the credentials to another host: never follow one.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("talkdesk-bridge/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(ZendeskHttp {
+            client,
+            base_override,
+            request_timeout,
+        })
+    }
+
+    /// `https://{subdomain}.zendesk.com`, or the deployment's override.
+    pub(crate) fn base(&self, creds: &Credentials) -> String {
+        match &self.base_override {
+            Some(b) => b.clone(),
+            None => creds.agent_base(),
+        }
+    }
+
+    /// GETs `path` (built by the caller from numbers and constants only) and decodes the JSON answer.
+    /// `Ok(None)` on 404.
+    pub(crate) async fn get<T: DeserializeOwned>(
+        &self,
+        creds: &Credentials,
+        path: &str,
+        query: &[(&str, String)],
+        op: Op,
+        patience: Patience<'_>,
+    ) -> Result<Option<T>, ConnectorError> {
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            match self.once(creds, path, query, op, patience.timeout()).await {
+                Err(e @ (ConnectorError::RateLimited { .. } | ConnectorError::Unavailable { .. })) => {
+                    match patience.wait(e.retry_after(), attempt) {
+                        Some(wait) => {
+                            tracing::info!(
+                                op = op.name(),
+                                attempt,
+                                wait_ms = wait.as_millis() as u64,
+                                "zendesk asked to retry later; waiting"
+                            );
+                            tokio::time::sleep(wait).await;
+                        }
+                        None => return Err(e),
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn once<T: DeserializeOwned>(
+        &self,
+        creds: &Credentials,
+        path: &str,
+        query: &[(&str, String)],
+        op: Op,
+        cut: Option<Duration>,
+    ) -> Result<Option<T>, ConnectorError> {
+        let url = format!("{}{}", self.base(creds), path);
+        let started = std::time::Instant::now();
+        let mut request = self.client.get(url);
+        if let Some(cut) = cut.filter(|c| *c < self.request_timeout) {
+            request = request.timeout(cut);
+        }
+        let sent = request
+            .header(http::header::AUTHORIZATION, creds.header()?)
+            .header(http::header::ACCEPT, "application/json")
+            .query(query)
+            .send()
+            .await;
+        let response = match sent {
+            Ok(r) => r,
+            Err(e) => {
+                // reqwest's messages hold the URL (and with it search terms): log the kind only.
+                tracing::warn!(
+                    op = op.name(),
+                    timeout = e.is_timeout(),
+                    connect = e.is_connect(),
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "zendesk request failed"
+                );
+                return Err(if e.is_timeout() {
+                    ConnectorError::Timeout { system: SYSTEM }
+                } else if e.is_connect() {
+                    ConnectorError::Unavailable {
+                        system: SYSTEM,
+                        retry_after: None,
+                    }
+                } else {
+                    ConnectorError::BadGateway {
+                        message: format!("the connection to Zendesk failed while {}", op.doing()),
+                    }
+                });
+            }
+        };
+        let status = response.status().as_u16();
+        tracing::debug!(
+            op = op.name(),
+            status,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "zendesk answered"
+        );
+        let retry_after = response
+            .headers()
+            .get(http::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, SystemTime::now()));
+        let html = response
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.to_ascii_lowercase().contains("html"));
+        match status {
+            200..=299 => {}
+            401 => return Err(ConnectorError::Unauthorized { system: SYSTEM }),
+            403 => return Err(ConnectorError::Forbidden { message: op.forbidden() }),
+            404 => return Ok(None),
+            429 => {
+                return Err(ConnectorError::RateLimited {
+                    system: SYSTEM,
+                    retry_after,
+                })
+            }
+            503 => {
+                return Err(ConnectorError::Unavailable {
+                    system: SYSTEM,
+                    retry_after,
+                })
+            }
+            300..=399 => {
+                return Err(ConnectorError::BadGateway {
+                    message: format!(
+                        "Zendesk answered with a redirect (HTTP {status}) while {}; check the subdomain",
+                        op.doing()
+                    ),
+                })
+            }
+            400..=499 => {
+                return Err(ConnectorError::BadGateway {
+                    message: format!("Zendesk refused the request while {} (HTTP {status})", op.doing()),
+                })
+            }
+            _ => {
+                return Err(ConnectorError::BadGateway {
+                    message: format!("Zendesk failed while {} (HTTP {status})", op.doing()),
+                })
+            }
+        }
+        let body = response.bytes().await.map_err(|e| {
+            if e.is_timeout() {
+                ConnectorError::Timeout { system: SYSTEM }
+            } else {
+                ConnectorError::BadGateway {
+                    message: format!("Zendesk's answer was cut off while {}", op.doing()),
+                }
+            }
+        })?;
+        match serde_json::from_slice::<T>(&body) {
+            Ok(v) => Ok(Some(v)),
+            Err(_) if html || body.trim_ascii_start().starts_with(b"<") => Err(ConnectorError::BadGateway {
+                message: format!("Zendesk answered with an HTML page instead of JSON while {}", op.doing()),
+            }),
+            Err(e) => {
+                tracing::warn!(op = op.name(), line = e.line(), column = e.column(), category = ?e.classify(), "zendesk answered with unexpected JSON");
+                Err(ConnectorError::BadGateway {
+                    message: format!("Zendesk answered with malformed or unexpected JSON while {}", op.doing()),
+                })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::budget::Unlimited;
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(parse_retry_after("93", now), Some(Duration::from_secs(93)));
+        assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("1.5", now), Some(Duration::from_millis(1500)));
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(7));
+        assert_eq!(parse_retry_after(&later, now), Some(Duration::from_secs(7)));
+        let earlier = httpdate::fmt_http_date(now - Duration::from_secs(7));
+        assert_eq!(parse_retry_after(&earlier, now), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-3", now), None);
+        assert_eq!(parse_retry_after("", now), None);
+    }
+
+    struct Left(Option<Duration>, bool);
+    impl Budget for Left {
+        fn exhausted(&self) -> bool {
+            self.1
+        }
+        fn remaining(&self) -> Option<Duration> {
+            self.0
+        }
+    }
+
+    #[test]
+    fn contact_sync_waits_only_while_the_budget_allows() {
+        let s = Duration::from_secs;
+        let plenty = Left(Some(s(20)), false);
+        assert_eq!(Patience::Budget(&plenty).wait(Some(s(5)), 1), Some(s(5)));
+        assert_eq!(Patience::Budget(&plenty).wait(Some(s(18)), 1), Some(s(18)));
+        assert_eq!(
+            Patience::Budget(&plenty).wait(Some(s(19)), 1),
+            None,
+            "no time left for the request itself"
+        );
+        assert_eq!(Patience::Budget(&plenty).wait(None, 1), None);
+        assert_eq!(Patience::Budget(&plenty).wait(Some(s(1)), MAX_ATTEMPTS), None);
+        assert_eq!(Patience::Budget(&Left(Some(s(20)), true)).wait(Some(s(1)), 1), None);
+        assert_eq!(Patience::Budget(&Unlimited).wait(Some(s(30)), 1), Some(s(30)));
+        assert_eq!(Patience::Budget(&Unlimited).wait(Some(s(31)), 1), None);
+    }
+
+    #[test]
+    fn a_nearly_spent_budget_shortens_the_request_timeout() {
+        assert_eq!(
+            Patience::Budget(&Left(Some(Duration::from_secs(4)), false)).timeout(),
+            Some(Duration::from_secs(4))
+        );
+        assert_eq!(
+            Patience::Budget(&Left(Some(Duration::from_millis(10)), false)).timeout(),
+            Some(MIN_REQUEST_TIMEOUT)
+        );
+        assert_eq!(Patience::Budget(&Unlimited).timeout(), None);
+        assert_eq!(Patience::Brief.timeout(), None);
+    }
+
+    #[test]
+    fn requests_go_to_the_subdomain_host_unless_the_deployment_overrides_it() {
+        let mut auth = crate::talkdesk::Auth::default();
+        auth.insert("subdomain", crate::secrets::Secret::new("acme"));
+        auth.insert("access_token", crate::secrets::Secret::new("t"));
+        let creds = Credentials::from_auth(&auth).unwrap();
+        let real = ZendeskHttp::new(Duration::from_secs(1), Duration::from_secs(1), None).unwrap();
+        assert_eq!(real.base(&creds), "https://acme.zendesk.com");
+        let local = ZendeskHttp::new(Duration::from_secs(1), Duration::from_secs(1), Some("http://127.0.0.1:9".into())).unwrap();
+        assert_eq!(local.base(&creds), "http://127.0.0.1:9");
+    }
+
+    #[test]
+    fn lookups_wait_once_and_briefly() {
+        let s = Duration::from_secs;
+        assert_eq!(Patience::Brief.wait(Some(s(2)), 1), Some(s(2)));
+        assert_eq!(Patience::Brief.wait(Some(s(3)), 1), None);
+        assert_eq!(Patience::Brief.wait(Some(s(1)), 2), None);
+    }
+
+    #[test]
+    fn a_forbidden_export_explains_that_it_needs_an_admin() {
+        assert!(Op::UserExport.forbidden().contains("admin"));
+        assert!(Op::RequestedTickets.forbidden().contains("403"));
+    }
+}

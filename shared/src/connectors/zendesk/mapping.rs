@@ -1,0 +1,482 @@
+//! Zendesk's JSON, and how it becomes Talkdesk's contacts and interactions. Pure: no IO here.
+//!
+//! | Zendesk | Talkdesk contact |
+//! |---|---|
+//! | `user.id` | `id` |
+//! | `user.name` | `name` |
+//! | `user.email`, then identities of type `email` | `emails` |
+//! | `user.phone`, then identities of type `phone_number` | `phones` |
+//! | `user.photo.content_url` | `photo_url` |
+//! | name of the organization `user.organization_id` | `company` |
+//! | `https://{subdomain}.zendesk.com/agent/users/{id}` | `url` |
+//! | `user.user_fields[ZENDESK_USER_FIELDS title]` | `title` |
+//! | `user.user_fields[... address]` | `address` |
+//! | `user.user_fields[... websites]` (split on commas and spaces) | `websites` |
+//! | `user.user_fields[... twitter]`, else the identity of type `twitter` | `twitter` |
+//!
+//! Tickets: `id`, `subject`, `description` (plain text, whitespace collapsed, at most
+//! [`DESCRIPTION_MAX_CHARS`] characters with an ellipsis), `date` = `updated_at`,
+//! `url` = `https://{subdomain}.zendesk.com/agent/tickets/{id}`, `priority` (null → `none`), `status`
+//! (`hold` → `pending`; with custom ticket statuses Zendesk's `status` already holds the status category).
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::settings::UserFieldMap;
+use crate::talkdesk::{Contact, Interaction, Priority, Status};
+
+/// The longest ticket description given to Talkdesk, in characters (an ellipsis included).
+pub const DESCRIPTION_MAX_CHARS: usize = 500;
+
+/// Zendesk refuses an export `start_time` within the most recent minute.
+pub const EXPORT_MIN_AGE_SECS: i64 = 60;
+
+#[derive(Debug, Clone, Deserialize, Default)]
+pub struct Photo {
+    #[serde(default)]
+    pub content_url: Option<String>,
+}
+
+/// A Zendesk user, as the incremental export, search and show endpoints return it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct User {
+    pub id: u64,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub phone: Option<String>,
+    #[serde(default)]
+    pub role: Option<String>,
+    /// `false` once the user has been deleted.
+    #[serde(default = "yes")]
+    pub active: bool,
+    #[serde(default)]
+    pub suspended: bool,
+    #[serde(default)]
+    pub organization_id: Option<u64>,
+    #[serde(default)]
+    pub photo: Option<Photo>,
+    #[serde(default)]
+    pub user_fields: Option<Map<String, Value>>,
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A user identity (sideloaded with `include=identities`, or from `/users/{id}/identities`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Identity {
+    #[serde(default)]
+    pub id: u64,
+    pub user_id: u64,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub value: Option<String>,
+    #[serde(default)]
+    pub primary: bool,
+}
+
+/// One page of `GET /api/v2/incremental/users/cursor`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ExportPage {
+    pub users: Vec<User>,
+    #[serde(default)]
+    pub identities: Option<Vec<Identity>>,
+    #[serde(default)]
+    pub after_cursor: Option<String>,
+    pub end_of_stream: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Organization {
+    pub id: u64,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Organizations {
+    pub organizations: Vec<Organization>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Users {
+    pub users: Vec<User>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Identities {
+    pub identities: Vec<Identity>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Ticket {
+    pub id: u64,
+    #[serde(default)]
+    pub subject: Option<String>,
+    #[serde(default)]
+    pub raw_subject: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub priority: Option<String>,
+    #[serde(default)]
+    pub status: Option<String>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+pub struct CursorMeta {
+    #[serde(default)]
+    pub has_more: bool,
+    #[serde(default)]
+    pub after_cursor: Option<String>,
+}
+
+/// One page of `GET /api/v2/users/{id}/tickets/requested` with cursor pagination.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TicketPage {
+    pub tickets: Vec<Ticket>,
+    #[serde(default)]
+    pub meta: CursorMeta,
+}
+
+/// The first export call's `start_time`: the whole second of the resume position (so nothing after it is
+/// skipped; what comes before it again is dropped by the engine), never within the most recent minute,
+/// never negative.
+pub fn export_start_time(after_micros: Option<i64>, now: DateTime<Utc>) -> i64 {
+    let from = after_micros.map_or(0, |us| us.div_euclid(1_000_000));
+    from.min(now.timestamp() - EXPORT_MIN_AGE_SECS).max(0)
+}
+
+/// Why a user is not synced as a live contact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    Deleted,
+    Suspended,
+    Staff,
+}
+
+/// `None` when the user is a live contact to sync.
+pub fn skip_reason(user: &User, include_staff: bool) -> Option<Skip> {
+    if !user.active {
+        Some(Skip::Deleted)
+    } else if user.suspended {
+        Some(Skip::Suspended)
+    } else if !include_staff && user.role.as_deref().is_some_and(|r| r != "end-user") {
+        Some(Skip::Staff)
+    } else {
+        None
+    }
+}
+
+/// A user field's value as text: strings as they are, numbers and booleans printed, anything else absent.
+fn field_text(fields: Option<&Map<String, Value>>, key: Option<&String>) -> Option<String> {
+    match fields?.get(key?)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// Maps a user to a Talkdesk contact. `identities` are this user's, in any order; `company` is the name of
+/// its organization, when known.
+pub fn contact(user: &User, identities: &[&Identity], company: Option<String>, fields: &UserFieldMap, agent_base: &str) -> Contact {
+    let mut ids: Vec<&&Identity> = identities.iter().collect();
+    ids.sort_by_key(|i| (!i.primary, i.id));
+    let of = |kind: &'static str| ids.iter().filter(move |i| i.kind == kind).filter_map(|i| i.value.clone());
+    let emails = user.email.iter().cloned().chain(of("email")).collect();
+    let phones = user.phone.iter().cloned().chain(of("phone_number")).collect();
+    let uf = user.user_fields.as_ref();
+    let websites = field_text(uf, fields.websites.as_ref())
+        .map(|w| w.split(|c: char| c == ',' || c.is_whitespace()).map(str::to_string).collect())
+        .unwrap_or_default();
+    Contact {
+        id: user.id.to_string(),
+        name: user.name.clone().unwrap_or_default(),
+        company,
+        title: field_text(uf, fields.title.as_ref()),
+        emails,
+        phones,
+        photo_url: user.photo.as_ref().and_then(|p| p.content_url.clone()),
+        address: field_text(uf, fields.address.as_ref()),
+        websites,
+        twitter: field_text(uf, fields.twitter.as_ref())
+            .filter(|t| !t.trim().is_empty())
+            .or_else(|| of("twitter").next()),
+        url: Some(format!("{agent_base}/agent/users/{}", user.id)),
+    }
+    .tidy()
+}
+
+/// Groups sideloaded identities by user.
+pub fn identities_by_user(identities: &[Identity]) -> HashMap<u64, Vec<&Identity>> {
+    let mut map: HashMap<u64, Vec<&Identity>> = HashMap::new();
+    for i in identities {
+        map.entry(i.user_id).or_default().push(i);
+    }
+    map
+}
+
+pub fn priority(p: Option<&str>) -> Priority {
+    match p {
+        Some("low") => Priority::Low,
+        Some("normal") => Priority::Normal,
+        Some("high") => Priority::High,
+        Some("urgent") => Priority::Urgent,
+        _ => Priority::None,
+    }
+}
+
+/// Zendesk's status (with custom statuses active, its status category) in Talkdesk's enum. `None` for a
+/// deleted ticket, which is not shown.
+pub fn status(s: Option<&str>) -> Option<Status> {
+    Some(match s {
+        Some("new") => Status::New,
+        Some("open") => Status::Open,
+        Some("pending") | Some("hold") => Status::Pending,
+        Some("solved") => Status::Solved,
+        Some("closed") => Status::Closed,
+        Some("deleted") => return None,
+        // An unknown value is shown as open rather than hiding the ticket.
+        _ => Status::Open,
+    })
+}
+
+/// Plain-text preview: control characters dropped, whitespace runs collapsed to one space, at most `max`
+/// characters, cut on a character boundary with a trailing `…` when shortened.
+pub fn preview(text: &str, max: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max * 4));
+    let mut pending_space = false;
+    for c in text.chars() {
+        if c.is_whitespace() {
+            pending_space = !out.is_empty();
+        } else if !c.is_control() {
+            if pending_space {
+                out.push(' ');
+                pending_space = false;
+            }
+            out.push(c);
+        }
+    }
+    if out.chars().count() <= max {
+        return out;
+    }
+    let mut cut: String = out.chars().take(max.saturating_sub(1)).collect();
+    cut.truncate(cut.trim_end().len());
+    cut.push('…');
+    cut
+}
+
+/// Maps a ticket to a Talkdesk interaction (`None` for a deleted ticket).
+pub fn interaction(t: &Ticket, agent_base: &str) -> Option<Interaction> {
+    let status = status(t.status.as_deref())?;
+    let subject = [t.subject.as_deref(), t.raw_subject.as_deref()]
+        .into_iter()
+        .flatten()
+        .map(|s| preview(s, 250))
+        .find(|s| !s.is_empty())
+        .unwrap_or_else(|| format!("Ticket #{}", t.id));
+    Some(Interaction {
+        id: t.id.to_string(),
+        subject,
+        description: preview(t.description.as_deref().unwrap_or_default(), DESCRIPTION_MAX_CHARS),
+        date: t.updated_at,
+        url: format!("{agent_base}/agent/tickets/{}", t.id),
+        kind: "ticket".into(),
+        priority: priority(t.priority.as_deref()),
+        status,
+    })
+}
+
+/// The digits to search a phone number by: the national significant number of an E.164 number, to use as
+/// `phone:*{digits}` (Zendesk matches that against every stored format of the number).
+pub fn phone_search_digits(e164: &str) -> Option<String> {
+    let digits = e164.strip_prefix('+')?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let number = phonenumber::parse(None, e164).ok()?;
+    let code = number.code().value().to_string();
+    digits.strip_prefix(code.as_str()).filter(|n| n.len() >= 4).map(str::to_string)
+}
+
+/// A Zendesk id from Talkdesk's `contact_external_id`: digits only, so it is safe in a URL path.
+pub fn user_id(external_id: &str) -> Option<u64> {
+    let s = external_id.trim();
+    if s.is_empty() || s.len() > 20 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok().filter(|id| *id > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use serde_json::json;
+
+    fn user(v: Value) -> User {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn export_start_time_floors_the_resume_instant_and_stays_a_minute_in_the_past() {
+        let now = Utc.timestamp_opt(1_700_000_000, 0).unwrap();
+        assert_eq!(export_start_time(None, now), 0);
+        assert_eq!(export_start_time(Some(1_600_000_000_999_999), now), 1_600_000_000);
+        assert_eq!(export_start_time(Some(1_600_000_000_000_000), now), 1_600_000_000);
+        assert_eq!(export_start_time(Some(1_699_999_990_000_000), now), 1_699_999_940);
+        assert_eq!(export_start_time(Some(-5), now), 0);
+    }
+
+    #[test]
+    fn a_user_maps_to_a_contact_with_identities_company_and_user_fields() {
+        let u = user(json!({
+            "id": 35436, "name": " Jane Doe ", "email": "jane@example.com", "phone": "+15551234567",
+            "role": "end-user", "active": true, "suspended": false, "organization_id": 57542,
+            "photo": {"content_url": "https://acme.zendesk.com/photos/jane.png"},
+            "user_fields": {"job_title": "CTO", "address": "37 Famous St", "site": "www.a.com, www.b.com", "handle": "@jane", "n": 5},
+            "updated_at": "2024-01-02T03:04:05Z"
+        }));
+        let i1: Identity =
+            serde_json::from_value(json!({"id": 2, "user_id": 35436, "type": "email", "value": "jane.doe@work.com"})).unwrap();
+        let i2: Identity =
+            serde_json::from_value(json!({"id": 1, "user_id": 35436, "type": "email", "value": "JANE@example.com", "primary": true}))
+                .unwrap();
+        let i3: Identity =
+            serde_json::from_value(json!({"id": 3, "user_id": 35436, "type": "phone_number", "value": "+15557654321"})).unwrap();
+        let fields = UserFieldMap {
+            title: Some("job_title".into()),
+            address: Some("address".into()),
+            websites: Some("site".into()),
+            twitter: Some("handle".into()),
+        };
+        let c = contact(
+            &u,
+            &[&i1, &i2, &i3],
+            Some("Example Corp.".into()),
+            &fields,
+            "https://acme.zendesk.com",
+        );
+        assert_eq!(
+            c,
+            Contact {
+                id: "35436".into(),
+                name: "Jane Doe".into(),
+                company: Some("Example Corp.".into()),
+                title: Some("CTO".into()),
+                emails: vec!["jane@example.com".into(), "jane.doe@work.com".into()],
+                phones: vec!["+15551234567".into(), "+15557654321".into()],
+                photo_url: Some("https://acme.zendesk.com/photos/jane.png".into()),
+                address: Some("37 Famous St".into()),
+                websites: vec!["www.a.com".into(), "www.b.com".into()],
+                twitter: Some("jane".into()),
+                url: Some("https://acme.zendesk.com/agent/users/35436".into()),
+            }
+        );
+    }
+
+    #[test]
+    fn unmapped_user_fields_stay_absent_and_a_twitter_identity_fills_in() {
+        let u =
+            user(json!({"id": 7, "name": null, "email": null, "user_fields": {"job_title": "CTO"}, "updated_at": "2024-01-02T03:04:05Z"}));
+        let tw: Identity = serde_json::from_value(json!({"id": 9, "user_id": 7, "type": "twitter", "value": "joe"})).unwrap();
+        let c = contact(&u, &[&tw], None, &UserFieldMap::default(), "https://x.zendesk.com");
+        assert_eq!(
+            (c.title, c.address, c.twitter.as_deref(), c.name.as_str()),
+            (None, None, Some("joe"), "7")
+        );
+    }
+
+    #[test]
+    fn deleted_suspended_and_staff_users_are_skipped_unless_staff_is_included() {
+        let base = json!({"id": 1, "role": "end-user", "updated_at": "2024-01-01T00:00:00Z"});
+        let with = |k: &str, v: Value| {
+            let mut b = base.clone();
+            b[k] = v;
+            user(b)
+        };
+        assert_eq!(skip_reason(&user(base.clone()), false), None);
+        assert_eq!(skip_reason(&with("active", json!(false)), true), Some(Skip::Deleted));
+        assert_eq!(skip_reason(&with("suspended", json!(true)), true), Some(Skip::Suspended));
+        assert_eq!(skip_reason(&with("role", json!("agent")), false), Some(Skip::Staff));
+        assert_eq!(skip_reason(&with("role", json!("admin")), false), Some(Skip::Staff));
+        assert_eq!(skip_reason(&with("role", json!("admin")), true), None);
+    }
+
+    #[test]
+    fn priorities_and_statuses_map_to_talkdesk_enums() {
+        assert_eq!(priority(None), Priority::None);
+        for (z, t) in [
+            ("low", Priority::Low),
+            ("normal", Priority::Normal),
+            ("high", Priority::High),
+            ("urgent", Priority::Urgent),
+        ] {
+            assert_eq!(priority(Some(z)), t);
+        }
+        for (z, t) in [
+            ("new", Status::New),
+            ("open", Status::Open),
+            ("pending", Status::Pending),
+            ("hold", Status::Pending),
+            ("solved", Status::Solved),
+            ("closed", Status::Closed),
+        ] {
+            assert_eq!(status(Some(z)), Some(t), "{z}");
+        }
+        assert_eq!(status(Some("deleted")), None);
+        assert_eq!(status(Some("something-new")), Some(Status::Open));
+    }
+
+    #[test]
+    fn description_preview_is_plain_trimmed_and_cut_on_a_char_boundary() {
+        assert_eq!(preview("  Hello,\n\n  world\t! \u{7}", 500), "Hello, world !");
+        let long = "é".repeat(600);
+        let p = preview(&long, DESCRIPTION_MAX_CHARS);
+        assert_eq!(p.chars().count(), DESCRIPTION_MAX_CHARS);
+        assert!(p.ends_with('…'));
+        assert_eq!(preview(&"x".repeat(500), 500).chars().count(), 500);
+        assert!(!preview(&"x".repeat(500), 500).ends_with('…'));
+    }
+
+    #[test]
+    fn a_ticket_maps_to_an_interaction_with_agent_url() {
+        let t: Ticket = serde_json::from_value(json!({"id": 42, "subject": "", "raw_subject": "Printer {{x}}", "description": "d", "priority": null, "status": "hold", "custom_status_id": 9, "updated_at": "2024-05-01T10:00:00Z"})).unwrap();
+        let i = interaction(&t, "https://acme.zendesk.com").unwrap();
+        assert_eq!(
+            (i.id.as_str(), i.subject.as_str(), i.url.as_str()),
+            ("42", "Printer {{x}}", "https://acme.zendesk.com/agent/tickets/42")
+        );
+        assert_eq!((i.priority, i.status, i.kind.as_str()), (Priority::None, Status::Pending, "ticket"));
+        let t: Ticket = serde_json::from_value(json!({"id": 43, "updated_at": "2024-05-01T10:00:00Z", "status": "open"})).unwrap();
+        assert_eq!(interaction(&t, "https://a.zendesk.com").unwrap().subject, "Ticket #43");
+    }
+
+    #[test]
+    fn phone_search_uses_the_national_number() {
+        assert_eq!(phone_search_digits("+15135557611").as_deref(), Some("5135557611"));
+        assert_eq!(phone_search_digits("+442079460958").as_deref(), Some("2079460958"));
+        assert_eq!(phone_search_digits("+390212345678").as_deref(), Some("0212345678"));
+        assert_eq!(phone_search_digits("5135557611"), None);
+        assert_eq!(phone_search_digits("+1 513"), None);
+    }
+
+    #[test]
+    fn only_numeric_external_ids_become_user_ids() {
+        assert_eq!(user_id(" 35436 "), Some(35436));
+        for bad in ["", "0", "12a", "../1", "1/tickets", "99999999999999999999999", "-1"] {
+            assert_eq!(user_id(bad), None, "{bad}");
+        }
+    }
+}

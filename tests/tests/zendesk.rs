@@ -1,0 +1,1180 @@
+//! The Zendesk connector end to end: `bridge::App` on `BRIDGE_CONNECTOR=zendesk` against the fake Zendesk
+//! (`bridge_tests::fake_zendesk`), one behaviour per test.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bridge::connectors::zendesk::mapping::DESCRIPTION_MAX_CHARS;
+use bridge::error::ApiResponse;
+use bridge::sync::budget::Unlimited;
+use bridge::sync::SyncKey;
+use bridge::App;
+use bridge_tests::fake_zendesk::{self, auth_json, FakeData, FakeIdentity, FakeTicket, FakeUser, FakeZendesk, Fault, Generate};
+use chrono::{DateTime, TimeZone, Utc};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+
+const TOKEN_KEY: &str = "zendesk-tests-token-key-0123456789";
+/// A fixed "now" for tests that freeze the fake's clock.
+const T0: i64 = 1_700_000_000;
+
+fn app_with(fake: &FakeZendesk, extra: &[(&str, &str)]) -> App {
+    let base = fake.base_url();
+    let mut pairs: Vec<(&str, &str)> = vec![
+        ("BRIDGE_CONNECTOR", "zendesk"),
+        ("BRIDGE_TOKEN_KEY", TOKEN_KEY),
+        ("ZENDESK_BASE_URL", base.as_str()),
+    ];
+    pairs.extend_from_slice(extra);
+    let config = bridge_tests::config(&pairs);
+    let connector = bridge::connectors::build(&config).expect("zendesk connector builds");
+    App::new(config, connector).expect("zendesk app builds")
+}
+
+fn app(fake: &FakeZendesk) -> App {
+    app_with(fake, &[])
+}
+
+fn at(secs: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(secs, 0).single().expect("valid instant")
+}
+
+fn json_of(r: &ApiResponse) -> Value {
+    serde_json::from_str(&r.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", r.body))
+}
+
+async fn contacts_page(app: &App, auth: &Value, checkpoint: Option<&str>, offset: Option<&str>, now: DateTime<Utc>) -> ApiResponse {
+    let body = json!({"auth": auth, "meta": {"synchronization_checkpoint": checkpoint, "offset": offset}});
+    app.contacts(body.to_string().as_bytes(), &Unlimited, now).await
+}
+
+/// A whole sync run: every page until no `next_offset`. Returns the contacts and the final checkpoint.
+async fn sync(app: &App, checkpoint: Option<&str>, now: DateTime<Utc>) -> (Vec<Value>, String) {
+    let auth = auth_json();
+    let mut offset: Option<String> = None;
+    let mut contacts = Vec::new();
+    for _ in 0..10_000 {
+        let r = contacts_page(app, &auth, checkpoint, offset.as_deref(), now).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let v = json_of(&r);
+        contacts.extend(v["contacts"].as_array().cloned().unwrap_or_default());
+        match v["next_offset"].as_str() {
+            Some(o) => offset = Some(o.to_string()),
+            None => return (contacts, v["synchronization_checkpoint"].as_str().unwrap_or_default().to_string()),
+        }
+    }
+    panic!("the sync never ended")
+}
+
+fn ids(contacts: &[Value]) -> Vec<String> {
+    contacts.iter().map(|c| c["id"].as_str().unwrap_or_default().to_string()).collect()
+}
+
+async fn interactions(app: &App, data: Value) -> ApiResponse {
+    let body = json!({"auth": auth_json(), "meta": {"interaction_types": ["ticket"]}, "data": data});
+    app.interactions(body.to_string().as_bytes()).await
+}
+
+fn user(id: u64, updated_at: i64) -> FakeUser {
+    let mut u = FakeUser::end_user(id, &format!("User {id}"), updated_at);
+    u.email = Some(format!("user{id}@example.com"));
+    u
+}
+
+fn data_of(users: Vec<FakeUser>) -> FakeData {
+    let mut d = FakeData::default();
+    for u in users {
+        d.add_user(u);
+    }
+    d
+}
+
+fn ticket(id: u64, requester: u64, updated_at: i64, status: &str, priority: Option<&str>) -> FakeTicket {
+    FakeTicket {
+        id,
+        requester_id: requester,
+        subject: Some(format!("Ticket {id}")),
+        description: format!("Description of {id}"),
+        priority: priority.map(String::from),
+        status: status.into(),
+        custom_status_id: None,
+        created_at: updated_at - 100,
+        updated_at,
+    }
+}
+
+/// An HTTP date (`Retry-After`) `secs` from now.
+fn http_date(secs: i64) -> String {
+    (Utc::now() + chrono::Duration::seconds(secs))
+        .format("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string()
+}
+
+fn http_post(path: &str, body: Value) -> http::Request<Vec<u8>> {
+    http::Request::builder()
+        .method("POST")
+        .uri(path)
+        .header("content-type", "application/json")
+        .body(body.to_string().into_bytes())
+        .expect("request builds")
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Credentials and the host
+
+#[tokio::test]
+async fn hostile_subdomains_are_refused_with_400_and_nothing_is_sent() {
+    let fake = FakeZendesk::start(data_of(vec![user(1, T0 - 3600)])).await.unwrap();
+    let app = app(&fake);
+    let long = "a".repeat(64);
+    let corpus: Vec<Value> = vec![
+        json!(""),
+        json!(" "),
+        json!("acme.zendesk.com"),
+        json!("evil.com"),
+        json!("acme.evil.com"),
+        json!("acme/"),
+        json!("acme/../x"),
+        json!("/acme"),
+        json!("acme@evil.com"),
+        json!("user:pass@evil"),
+        json!("acme:443"),
+        json!("acme:8080"),
+        json!("%61cme"),
+        json!("acme%2eevil"),
+        json!("127.0.0.1"),
+        json!("169.254.169.254"),
+        json!("[::1]"),
+        json!("::1"),
+        json!("0177.0.0.1"),
+        json!("ACME"),
+        json!("Acme"),
+        json!("-acme"),
+        json!("acme_support"),
+        json!(long),
+        json!("ácme"),
+        json!("xn--cme-0na.example"),
+        json!("acme\u{0}"),
+        json!("acme\r\nHost: evil"),
+        json!("acme#x"),
+        json!("acme?x=1"),
+        json!("acme\\evil"),
+        json!("acme evil"),
+        json!("http://acme"),
+        json!("localhost:9"),
+        json!(12.5),
+        json!("acme%00"),
+    ];
+    assert!(corpus.len() >= 20);
+    for subdomain in &corpus {
+        let auth = json!({"subdomain": subdomain, "email": fake_zendesk::EMAIL, "api_token": fake_zendesk::API_TOKEN});
+        let req = http_post("/contacts", json!({"auth": auth, "meta": {}}));
+        let resp = app.handle_contacts(&req, &Unlimited, Utc::now()).await;
+        assert_eq!(resp.status(), 400, "contacts with subdomain {subdomain}: {}", resp.body());
+        let body: Value = serde_json::from_str(resp.body()).unwrap();
+        assert_eq!(body["error"]["code"], "invalid_auth", "{subdomain}");
+        assert!(body["error"]["message"].as_str().unwrap().contains("auth.subdomain"), "{body}");
+        let req = http_post(
+            "/interactions",
+            json!({"auth": auth, "data": {"contact_external_id": "1", "contact_emails": ["user1@example.com"]}}),
+        );
+        let resp = app.handle_interactions(&req).await;
+        assert_eq!(resp.status(), 400, "interactions with subdomain {subdomain}: {}", resp.body());
+    }
+    assert!(fake.requests().is_empty(), "the fake was called: {:?}", fake.requests());
+    println!(
+        "hostile subdomains refused: {} (contacts and interactions), requests sent: 0",
+        corpus.len()
+    );
+}
+
+#[tokio::test]
+async fn api_token_credentials_are_sent_as_basic_auth_to_the_configured_host_only() {
+    let fake = FakeZendesk::start(data_of(vec![user(1, T0 - 3600)])).await.unwrap();
+    let app = app(&fake);
+    let (contacts, _) = sync(&app, None, Utc::now()).await;
+    assert_eq!(ids(&contacts), vec!["1"]);
+    let reqs = fake.requests();
+    assert!(!reqs.is_empty());
+    let expected = format!(
+        "Basic {}",
+        fake_zendesk::b64_encode(format!("{}/token:{}", fake_zendesk::EMAIL, fake_zendesk::API_TOKEN).as_bytes())
+    );
+    for r in &reqs {
+        assert_eq!(r.authorization.as_deref(), Some(expected.as_str()));
+        assert_eq!(r.host.as_deref(), Some(fake.addr.to_string().as_str()));
+        assert_eq!(r.method, "GET");
+    }
+    assert_eq!(reqs[0].path, "/api/v2/incremental/users/cursor");
+}
+
+#[tokio::test]
+async fn an_oauth_access_token_is_sent_as_a_bearer_token() {
+    let fake = FakeZendesk::start(data_of(vec![user(1, T0 - 3600)])).await.unwrap();
+    let app = app(&fake);
+    let auth = json!({"subdomain": "acme", "access_token": fake_zendesk::ACCESS_TOKEN});
+    let r = contacts_page(&app, &auth, None, None, Utc::now()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let expected = format!("Bearer {}", fake_zendesk::ACCESS_TOKEN);
+    assert_eq!(fake.requests()[0].authorization.as_deref(), Some(expected.as_str()));
+}
+
+#[tokio::test]
+async fn missing_credential_fields_are_400s_naming_the_field_and_send_nothing() {
+    let fake = FakeZendesk::start(data_of(vec![user(1, T0 - 3600)])).await.unwrap();
+    let app = app(&fake);
+    for (auth, field) in [
+        (json!({"email": "a@b.co", "api_token": "t"}), "auth.subdomain"),
+        (json!({"subdomain": "acme"}), "auth.api_token"),
+        (json!({"subdomain": "acme", "api_token": "t"}), "auth.email"),
+        (json!({"subdomain": "acme", "email": "a@b.co"}), "auth.api_token"),
+        (json!({"subdomain": "acme", "email": "nope", "api_token": "t"}), "auth.email"),
+        (json!({"subdomain": "acme", "access_token": "has space"}), "auth.access_token"),
+    ] {
+        let r = contacts_page(&app, &auth, None, None, Utc::now()).await;
+        assert_eq!(r.status, 400, "{auth}");
+        assert!(
+            json_of(&r)["error"]["message"].as_str().unwrap().contains(field),
+            "{auth}: {}",
+            r.body
+        );
+    }
+    assert!(fake.requests().is_empty());
+}
+
+#[tokio::test]
+async fn a_zendesk_deployment_refuses_to_start_without_its_own_token_key() {
+    let config = bridge_tests::config(&[("BRIDGE_CONNECTOR", "zendesk")]);
+    let err = config.resolve_token_key().unwrap_err().to_string();
+    assert!(err.contains("BRIDGE_TOKEN_KEY"), "{err}");
+    let connector = bridge::connectors::build(&config).expect("the connector itself builds");
+    assert_eq!(connector.name(), "zendesk");
+    assert!(App::new(config, connector).is_err());
+}
+
+/// A `tracing` writer into a shared buffer.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+#[tokio::test]
+async fn rejected_credentials_are_a_401_and_secrets_never_reach_bodies_or_logs() {
+    let logs = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(logs.clone())
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let fake = FakeZendesk::start(data_of(vec![user(1, T0 - 3600)])).await.unwrap();
+    let app = app(&fake);
+    let secret = "S3CRET-api-token-value";
+    let auth = json!({"subdomain": "acme", "email": "admin@acme.test", "api_token": secret});
+    let r = contacts_page(&app, &auth, None, None, Utc::now()).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert_eq!(json_of(&r)["error"]["message"], "Zendesk rejected the credentials");
+    let r = interactions(&app, json!({"contact_external_id": "1"})).await;
+    assert_eq!(r.status, 200);
+    let bad = json!({"auth": auth, "data": {"contact_emails": ["user1@example.com"]}});
+    let r = app.interactions(bad.to_string().as_bytes()).await;
+    assert_eq!(r.status, 401);
+    fake.fail_next(1, Fault::status(500));
+    let r = contacts_page(&app, &auth_json(), None, None, Utc::now()).await;
+    assert_eq!(r.status, 502);
+
+    let basic = fake_zendesk::b64_encode(format!("admin@acme.test/token:{secret}").as_bytes());
+    let good_basic = fake_zendesk::b64_encode(format!("{}/token:{}", fake_zendesk::EMAIL, fake_zendesk::API_TOKEN).as_bytes());
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(!text.is_empty(), "nothing was logged");
+    for needle in [
+        secret,
+        basic.as_str(),
+        fake_zendesk::API_TOKEN,
+        good_basic.as_str(),
+        "user1@example.com",
+    ] {
+        assert!(!text.contains(needle), "the logs hold `{needle}`:\n{text}");
+        assert!(!r.body.contains(needle));
+    }
+}
+
+#[tokio::test]
+async fn agent_credentials_get_a_403_explaining_that_the_export_needs_an_admin() {
+    let fake = FakeZendesk::start(data_of(vec![user(1, T0 - 3600)])).await.unwrap();
+    fake.set_admin(false);
+    let app = app(&fake);
+    let r = contacts_page(&app, &auth_json(), None, None, Utc::now()).await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    let v = json_of(&r);
+    assert_eq!(v["error"]["code"], "upstream_forbidden");
+    assert!(v["error"]["message"].as_str().unwrap().contains("admin"), "{v}");
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Contacts
+
+#[tokio::test]
+async fn users_map_to_contacts_with_identities_organization_photo_and_user_fields() {
+    let mut u = user(35436, T0 - 3600);
+    u.name = "Jane Doe".into();
+    u.email = Some("jane@example.com".into());
+    u.phone = Some("+15551234567".into());
+    u.organization_id = Some(57542);
+    u.photo_url = Some("https://acme.zendesk.com/photos/jane.png".into());
+    u.user_fields.insert("job_title".into(), json!("CTO"));
+    u.user_fields.insert("address".into(), json!("37, Famous St., New York, US"));
+    u.user_fields.insert("site".into(), json!("www.example.com"));
+    u.user_fields.insert("tw".into(), json!("@jane_doe"));
+    u.user_fields.insert("unmapped".into(), json!("ignored"));
+    u.identities = vec![
+        FakeIdentity {
+            id: 1,
+            kind: "email".into(),
+            value: "jane@example.com".into(),
+            primary: true,
+        },
+        FakeIdentity {
+            id: 2,
+            kind: "email".into(),
+            value: "jane.doe@work.example".into(),
+            primary: false,
+        },
+        FakeIdentity {
+            id: 3,
+            kind: "phone_number".into(),
+            value: "+15557654321".into(),
+            primary: false,
+        },
+    ];
+    let mut data = data_of(vec![u]);
+    data.organizations.insert(57542, "Example Corp.".into());
+    let fake = FakeZendesk::start(data).await.unwrap();
+    let app = app_with(
+        &fake,
+        &[("ZENDESK_USER_FIELDS", "title=job_title,address=address,websites=site,twitter=tw")],
+    );
+    let (contacts, _) = sync(&app, None, Utc::now()).await;
+    assert_eq!(
+        contacts,
+        vec![json!({
+            "id": "35436",
+            "name": "Jane Doe",
+            "company": "Example Corp.",
+            "title": "CTO",
+            "emails": ["jane@example.com", "jane.doe@work.example"],
+            "phones": ["+15551234567", "+15557654321"],
+            "photo_url": "https://acme.zendesk.com/photos/jane.png",
+            "address": "37, Famous St., New York, US",
+            "websites": ["www.example.com"],
+            "twitter": "jane_doe",
+            "url": "https://acme.zendesk.com/agent/users/35436"
+        })]
+    );
+    let export = &fake.requests_to("/api/v2/incremental")[0];
+    assert_eq!(export.param("include"), Some("identities"));
+}
+
+#[tokio::test]
+async fn only_live_end_users_are_synced_unless_staff_is_included() {
+    let mut users = vec![
+        user(1, T0 - 900),
+        user(2, T0 - 800),
+        user(3, T0 - 700),
+        user(4, T0 - 600),
+        user(5, T0 - 500),
+        user(6, T0 - 400),
+    ];
+    users[1].role = "agent".into();
+    users[2].role = "admin".into();
+    users[3].active = false;
+    users[4].suspended = true;
+    let fake = FakeZendesk::start(data_of(users)).await.unwrap();
+    let (contacts, _) = sync(&app(&fake), None, Utc::now()).await;
+    assert_eq!(ids(&contacts), vec!["1", "6"]);
+    let (contacts, _) = sync(&app_with(&fake, &[("ZENDESK_INCLUDE_STAFF", "true")]), None, Utc::now()).await;
+    assert_eq!(ids(&contacts), vec!["1", "2", "3", "6"]);
+}
+
+#[tokio::test]
+async fn same_second_users_split_across_pages_are_all_synced_once_in_order() {
+    let mut users: Vec<FakeUser> = (1..=7).map(|i| user(100 + i * 3, T0 - 1000)).collect();
+    users.push(user(5, T0 - 1001));
+    users.push(user(2, T0 - 999));
+    let fake = FakeZendesk::start(data_of(users)).await.unwrap();
+    let app = app_with(&fake, &[("BRIDGE_PAGE_SIZE", "1")]);
+    let (contacts, _) = sync(&app, None, Utc::now()).await;
+    assert_eq!(ids(&contacts), vec!["5", "103", "106", "109", "112", "115", "118", "121", "2"]);
+    // One user per upstream page: every page after the first went by Zendesk's cursor.
+    let exports = fake.requests_to("/api/v2/incremental");
+    assert!(exports.len() >= 9, "{}", exports.len());
+    assert!(exports.iter().all(|r| r.param("per_page") == Some("1")));
+}
+
+#[tokio::test]
+async fn the_first_export_call_uses_start_time_then_the_cursor_and_per_page_is_at_most_1000() {
+    let users: Vec<FakeUser> = (1..=30).map(|i| user(i, T0 - 2000 + i as i64)).collect();
+    let fake = FakeZendesk::start(data_of(users)).await.unwrap();
+    let app = app_with(&fake, &[("BRIDGE_PAGE_SIZE", "5000")]);
+    sync(&app, None, Utc::now()).await;
+    let exports = fake.requests_to("/api/v2/incremental");
+    assert_eq!(exports[0].param("start_time"), Some("0"));
+    assert_eq!(exports[0].param("per_page"), Some("1000"));
+    fake.clear_requests();
+    let app = app_with(&fake, &[("BRIDGE_PAGE_SIZE", "7")]);
+    let (contacts, _) = sync(&app, None, Utc::now()).await;
+    assert_eq!(contacts.len(), 30);
+    let exports = fake.requests_to("/api/v2/incremental");
+    assert!(exports.len() >= 5);
+    assert!(exports[0].param("cursor").is_none() && exports[0].param("start_time").is_some());
+    for r in &exports[1..] {
+        assert!(r.param("start_time").is_none(), "{r:?}");
+        let cursor = r.param("cursor").expect("later pages pass the cursor");
+        assert!(fake_zendesk::parse_export_cursor(cursor).is_some());
+    }
+}
+
+#[tokio::test]
+async fn the_export_is_followed_across_empty_pages_until_end_of_stream() {
+    // Users 2..=9 are purged: they hold places in the export, so pages of two come back empty.
+    let users: Vec<FakeUser> = (1..=12)
+        .map(|i| {
+            let mut u = user(i, T0 - 2000 + i as i64);
+            u.purged = (2..=9).contains(&i);
+            u
+        })
+        .collect();
+    let fake = FakeZendesk::start(data_of(users)).await.unwrap();
+    let app = app_with(&fake, &[("BRIDGE_PAGE_SIZE", "2")]);
+    let (contacts, _) = sync(&app, None, Utc::now()).await;
+    assert_eq!(ids(&contacts), vec!["1", "10", "11", "12"]);
+    assert!(fake.requests_to("/api/v2/incremental").len() >= 6);
+}
+
+#[tokio::test]
+async fn incremental_sync_starts_at_the_checkpoint_second_and_leaves_the_last_minutes_to_the_next_run() {
+    let fake = FakeZendesk::start(data_of((1..=5).map(|i| user(i, T0 - 5000 + i as i64)).collect()))
+        .await
+        .unwrap();
+    fake.set_now(T0);
+    let app = app(&fake);
+    let (contacts, checkpoint) = sync(&app, None, at(T0)).await;
+    assert_eq!(contacts.len(), 5);
+
+    let now = T0 + 300;
+    fake.set_now(now);
+    fake.with_data(|d| {
+        d.update_user(2, T0 + 10, |u| u.name = "Changed".into());
+        d.update_user(4, now - 30, |u| u.name = "Too recent".into());
+        d.add_user(user(6, now - 75));
+    });
+    fake.clear_requests();
+    let (contacts, checkpoint2) = sync(&app, Some(&checkpoint), at(now)).await;
+    assert_eq!(ids(&contacts), vec!["2"], "{contacts:?}");
+    let start: i64 = fake.requests_to("/api/v2/incremental")[0]
+        .param("start_time")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(start, T0 - 90, "the run starts at the whole second of the previous run's bound");
+
+    fake.set_now(now + 300);
+    let (contacts, _) = sync(&app, Some(&checkpoint2), at(now + 300)).await;
+    assert_eq!(ids(&contacts), vec!["6", "4"]);
+    for r in fake.requests_to("/api/v2/incremental") {
+        if let Some(s) = r.param("start_time") {
+            assert!(s.parse::<i64>().unwrap() <= fake.now() - 60);
+        }
+    }
+}
+
+#[tokio::test]
+async fn organization_names_are_fetched_in_batches_of_100_and_reused() {
+    let mut data = data_of(
+        (1..=150)
+            .map(|i| {
+                let mut u = user(i, T0 - 5000 + i as i64);
+                u.organization_id = Some(500 + i);
+                u
+            })
+            .collect(),
+    );
+    for i in 1..=150 {
+        data.organizations.insert(500 + i, format!("Org {i}"));
+    }
+    let fake = FakeZendesk::start(data).await.unwrap();
+    let app = app(&fake);
+    let (contacts, _) = sync(&app, None, Utc::now()).await;
+    assert_eq!(contacts.len(), 150);
+    assert!(contacts
+        .iter()
+        .all(|c| c["company"] == format!("Org {}", c["id"].as_str().unwrap())));
+    let org_requests = fake.requests_to("/api/v2/organizations/show_many");
+    assert_eq!(org_requests.len(), 2);
+    assert!(org_requests.iter().all(|r| r.param("ids").unwrap().split(',').count() <= 100));
+    fake.clear_requests();
+    sync(&app, None, Utc::now()).await;
+    assert!(
+        fake.requests_to("/api/v2/organizations").is_empty(),
+        "organizations were fetched again"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Upstream failures
+
+#[tokio::test]
+async fn upstream_failures_map_to_clear_statuses_without_echoing_the_upstream_body() {
+    let fake = FakeZendesk::start(data_of(vec![user(1, T0 - 3600)])).await.unwrap();
+    let app = app_with(&fake, &[("ZENDESK_TIMEOUT_MS", "300")]);
+    let cases = [
+        (Fault::status(500), 502, "upstream_error"),
+        (Fault::status(502), 502, "upstream_error"),
+        (Fault::status(400), 502, "upstream_error"),
+        (Fault::html(500), 502, "upstream_error"),
+        (Fault::html(200), 502, "upstream_error"),
+        (Fault::malformed_json(), 502, "upstream_error"),
+        (Fault::unauthorized(), 401, "upstream_unauthorized"),
+        (Fault::forbidden(), 403, "upstream_forbidden"),
+        (Fault::unavailable(None), 503, "upstream_unavailable"),
+        (Fault::Delay(Duration::from_millis(900)), 504, "upstream_timeout"),
+        (Fault::Redirect("http://127.0.0.1:9/steal".into()), 502, "upstream_error"),
+    ];
+    for (fault, status, code) in cases {
+        fake.clear_requests();
+        fake.fail_next(1, fault.clone());
+        let r = contacts_page(&app, &auth_json(), None, None, Utc::now()).await;
+        assert_eq!(r.status, status, "{fault:?}: {}", r.body);
+        let v = json_of(&r);
+        assert_eq!(v["error"]["code"], code, "{fault:?}");
+        assert!(
+            !r.body.contains("secret-upstream-detail") && !r.body.contains("Something went wrong") && !r.body.contains("authenticate"),
+            "{}",
+            r.body
+        );
+        assert_eq!(fake.requests().len(), 1, "{fault:?}: a redirect or error was followed");
+    }
+}
+
+#[tokio::test]
+async fn a_429_is_waited_out_when_retry_after_fits_the_budget() {
+    let fake = FakeZendesk::start(data_of(vec![user(1, T0 - 3600)])).await.unwrap();
+    let app = app(&fake);
+    fake.fail_next(1, Fault::rate_limited("0"));
+    let past = http_date(-30);
+    fake.fail_next(1, Fault::unavailable(Some(&past)));
+    let r = contacts_page(&app, &auth_json(), None, None, Utc::now()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(ids(json_of(&r)["contacts"].as_array().unwrap()), vec!["1"]);
+    assert_eq!(fake.requests_to("/api/v2/incremental").len(), 3);
+}
+
+#[tokio::test]
+async fn a_429_that_outlasts_the_budget_is_a_503_with_retry_after() {
+    let fake = FakeZendesk::start(data_of(vec![user(1, T0 - 3600)])).await.unwrap();
+    let app = app(&fake);
+    fake.fail_next(1, Fault::rate_limited("120"));
+    let r = contacts_page(&app, &auth_json(), None, None, Utc::now()).await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.header("retry-after"), Some("120"));
+    assert_eq!(json_of(&r)["error"]["code"], "upstream_rate_limited");
+    assert_eq!(fake.requests().len(), 1);
+
+    let later = http_date(600);
+    fake.fail_next(1, Fault::unavailable(Some(&later)));
+    let r = contacts_page(&app, &auth_json(), None, None, Utc::now()).await;
+    assert_eq!(r.status, 503);
+    let secs: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((590..=600).contains(&secs), "{secs}");
+}
+
+#[tokio::test]
+async fn a_retry_after_longer_than_the_page_budget_is_answered_at_once_with_a_503() {
+    let fake = FakeZendesk::start(data_of(vec![user(1, T0 - 3600)])).await.unwrap();
+    let app = app(&fake);
+    // 10 s left before the Lambda deadline, 3 s kept in hand: 7 s to spend, not enough for 6 s + the request.
+    let budget = bridge::sync::Deadline::new(tokio::time::Instant::now(), Some(Duration::from_secs(10)), Duration::from_secs(3));
+    fake.fail_next(1, Fault::rate_limited("6"));
+    let started = Instant::now();
+    let body = json!({"auth": auth_json(), "meta": {}});
+    let r = app.contacts(body.to_string().as_bytes(), &budget, Utc::now()).await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.header("retry-after"), Some("6"));
+    assert!(started.elapsed() < Duration::from_secs(3), "it waited");
+    fake.fail_next(1, Fault::rate_limited("1"));
+    let r = app.contacts(body.to_string().as_bytes(), &budget, Utc::now()).await;
+    assert_eq!(r.status, 200, "a short Retry-After within the budget is waited out: {}", r.body);
+}
+
+#[tokio::test]
+async fn a_failure_mid_page_returns_what_was_gathered_and_the_offset_resumes_without_loss() {
+    // Every other user is an agent: each upstream page yields half a Talkdesk page.
+    let users: Vec<FakeUser> = (1..=20)
+        .map(|i| {
+            let mut u = user(i, T0 - 3000 + i as i64);
+            if i % 2 == 0 {
+                u.role = "agent".into();
+            }
+            u
+        })
+        .collect();
+    let fake = FakeZendesk::start(data_of(users)).await.unwrap();
+    let app = app_with(&fake, &[("BRIDGE_PAGE_SIZE", "4")]);
+    let auth = auth_json();
+    let r = contacts_page(&app, &auth, None, None, Utc::now()).await;
+    assert_eq!(r.status, 200);
+    let first = json_of(&r);
+    assert_eq!(ids(first["contacts"].as_array().unwrap()), vec!["1", "3", "5", "7"]);
+    let offset = first["next_offset"].as_str().unwrap().to_string();
+    // The next request's first upstream page is served, its second fails.
+    fake.fail_next_on("/api/v2/incremental", 1, Fault::Delay(Duration::ZERO));
+    fake.fail_next_on("/api/v2/incremental", 1, Fault::status(500));
+    let r = contacts_page(&app, &auth, None, Some(&offset), Utc::now()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let second = json_of(&r);
+    let got = ids(second["contacts"].as_array().unwrap());
+    assert_eq!(got, vec!["9", "11"], "what was gathered before the failure");
+    assert!(second["next_offset"].is_string(), "a page cut by a failure is not the last");
+    let mut rest = got;
+    let mut offset = second["next_offset"].as_str().map(String::from);
+    while let Some(o) = offset {
+        let r = contacts_page(&app, &auth, None, Some(&o), Utc::now()).await;
+        assert_eq!(r.status, 200);
+        let v = json_of(&r);
+        rest.extend(ids(v["contacts"].as_array().unwrap()));
+        offset = v["next_offset"].as_str().map(String::from);
+    }
+    assert_eq!(rest, vec!["9", "11", "13", "15", "17", "19"]);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Interactions
+
+fn ticket_data() -> FakeData {
+    let mut u1 = user(10, T0 - 9000);
+    u1.email = Some("ann@example.com".into());
+    u1.phone = Some("(415) 555-0134".into());
+    u1.identities = vec![FakeIdentity {
+        id: 1,
+        kind: "email".into(),
+        value: "ann.secondary@work.example".into(),
+        primary: false,
+    }];
+    let mut u2 = user(11, T0 - 9000);
+    u2.email = Some("joann@example.com".into());
+    u2.phone = Some("+44 415 555 0134".into());
+    let mut data = data_of(vec![u1, u2]);
+    let long = format!("Line one.\n\n  Line two {}", "é".repeat(700));
+    data.tickets = vec![
+        ticket(1, 10, T0 - 500, "new", None),
+        ticket(2, 10, T0 - 400, "open", Some("low")),
+        ticket(3, 10, T0 - 300, "pending", Some("normal")),
+        ticket(4, 10, T0 - 200, "hold", Some("high")),
+        ticket(5, 10, T0 - 100, "solved", Some("urgent")),
+        ticket(6, 10, T0 - 600, "closed", None),
+        FakeTicket {
+            custom_status_id: Some(9001),
+            ..ticket(7, 10, T0 - 50, "hold", None)
+        },
+        FakeTicket {
+            description: long,
+            ..ticket(8, 10, T0 - 700, "open", None)
+        },
+        ticket(20, 11, T0 - 10, "open", None),
+    ];
+    data
+}
+
+#[tokio::test]
+async fn tickets_by_external_id_map_status_priority_url_and_description() {
+    let fake = FakeZendesk::start(ticket_data()).await.unwrap();
+    let app = app(&fake);
+    let r = interactions(&app, json!({"contact_external_id": "10"})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = json_of(&r);
+    let got: Vec<(String, String, String)> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["id"].as_str().unwrap().to_string(),
+                i["status"].as_str().unwrap().to_string(),
+                i["priority"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let expect = |id: &str, s: &str, p: &str| (id.to_string(), s.to_string(), p.to_string());
+    assert_eq!(
+        got,
+        vec![
+            expect("7", "pending", "none"),
+            expect("5", "solved", "urgent"),
+            expect("4", "pending", "high"),
+            expect("3", "pending", "normal"),
+            expect("2", "open", "low"),
+            expect("1", "new", "none"),
+            expect("6", "closed", "none"),
+            expect("8", "open", "none"),
+        ]
+    );
+    let first = &v[0];
+    assert_eq!(first["url"], "https://acme.zendesk.com/agent/tickets/7");
+    assert_eq!(first["type"], "ticket");
+    assert_eq!(first["subject"], "Ticket 7");
+    assert_eq!(first["date"], at(T0 - 50).to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    let long = v[7]["description"].as_str().unwrap();
+    assert!(long.starts_with("Line one. Line two é"), "{long}");
+    assert_eq!(long.chars().count(), DESCRIPTION_MAX_CHARS);
+    assert!(long.ends_with('…'));
+    let req = &fake.requests_to("/api/v2/users/10/tickets/requested")[0];
+    assert_eq!(req.param("sort"), Some("-updated_at"));
+}
+
+#[tokio::test]
+async fn lookups_by_email_keep_only_exact_matches_including_secondary_identities() {
+    let fake = FakeZendesk::start(ticket_data()).await.unwrap();
+    let app = app(&fake);
+    // The fake's search for "ann@example.com" also returns joann@example.com, as a substring search would.
+    let r = interactions(&app, json!({"contact_emails": ["Ann@Example.com"]})).await;
+    let v = json_of(&r);
+    assert_eq!(v.as_array().unwrap().len(), 8, "{v}");
+    assert!(
+        v.as_array().unwrap().iter().all(|i| i["id"] != "20"),
+        "another person's ticket leaked: {v}"
+    );
+    let r = interactions(&app, json!({"contact_emails": ["ann.secondary@work.example"]})).await;
+    assert_eq!(json_of(&r).as_array().unwrap().len(), 8);
+    assert!(!fake.requests_to("/api/v2/users/10/identities").is_empty());
+    let r = interactions(&app, json!({"contact_emails": ["nobody@example.com"]})).await;
+    assert_eq!(json_of(&r), json!([]));
+}
+
+#[tokio::test]
+async fn lookups_by_phone_match_the_number_whatever_format_zendesk_stored() {
+    let fake = FakeZendesk::start(ticket_data()).await.unwrap();
+    let app = app(&fake);
+    let r = interactions(&app, json!({"contact_phones": ["+1 415 555 0134"]})).await;
+    let v = json_of(&r);
+    let got: Vec<&str> = v.as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap()).collect();
+    assert_eq!(got.len(), 8, "{v}");
+    assert!(!got.contains(&"20"), "a +44 number with the same ending matched");
+    let search = &fake.requests_to("/api/v2/users/search")[0];
+    assert_eq!(search.param("query"), Some("phone:*4155550134"));
+    let r = interactions(&app, json!({"contact_phones": ["+44 415 555 0134"]})).await;
+    let v = json_of(&r);
+    assert_eq!(
+        v.as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap()).collect::<Vec<_>>(),
+        vec!["20"]
+    );
+}
+
+#[tokio::test]
+async fn results_of_every_identifier_are_merged_deduplicated_newest_first_and_capped() {
+    let fake = FakeZendesk::start(ticket_data()).await.unwrap();
+    let app = app_with(&fake, &[("BRIDGE_MAX_INTERACTIONS", "3")]);
+    let r = interactions(&app, json!({"contact_external_id": 10, "contact_emails": ["ann@example.com", "joann@example.com"], "contact_phones": ["(415) 555-0134"]})).await;
+    let v = json_of(&r);
+    let got: Vec<&str> = v.as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap()).collect();
+    assert_eq!(got, vec!["20", "7", "5"]);
+    // User 10 was found three ways but its tickets were read once.
+    assert_eq!(fake.requests_to("/api/v2/users/10/tickets").len(), 1);
+}
+
+#[tokio::test]
+async fn lookups_run_in_parallel_within_the_bound() {
+    let mut data = FakeData::default();
+    for i in 1..=8u64 {
+        data.add_user(user(i, T0 - 9000));
+        data.tickets.push(ticket(100 + i, i, T0 - i as i64, "open", None));
+    }
+    let fake = FakeZendesk::start(data).await.unwrap();
+    let app = app(&fake);
+    fake.fail_next_on("/api/v2/users/search", 8, Fault::Delay(Duration::from_millis(150)));
+    let emails: Vec<String> = (1..=8).map(|i| format!("user{i}@example.com")).collect();
+    let started = Instant::now();
+    let r = interactions(&app, json!({"contact_emails": emails})).await;
+    let took = started.elapsed();
+    assert_eq!(json_of(&r).as_array().unwrap().len(), 8);
+    let max = fake.max_in_flight();
+    assert!(
+        (2..=bridge::connectors::zendesk::LOOKUP_CONCURRENCY).contains(&max),
+        "max in flight {max}"
+    );
+    println!(
+        "8 email lookups with 150 ms searches: {} ms, at most {max} requests in flight",
+        took.as_millis()
+    );
+}
+
+#[tokio::test]
+async fn a_non_numeric_external_id_sends_no_request() {
+    let fake = FakeZendesk::start(ticket_data()).await.unwrap();
+    let app = app(&fake);
+    for id in ["10/../../admin", "abc", "10?x=1"] {
+        let r = interactions(&app, json!({"contact_external_id": id})).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(json_of(&r), json!([]));
+    }
+    assert!(fake.requests().is_empty(), "{:?}", fake.requests());
+    let r = interactions(&app, json!({"contact_external_id": "999"})).await;
+    assert_eq!(json_of(&r), json!([]), "an unknown user has no tickets");
+}
+
+#[tokio::test]
+async fn a_rate_limited_lookup_retries_once_briefly_then_answers_503() {
+    let fake = FakeZendesk::start(ticket_data()).await.unwrap();
+    let app = app(&fake);
+    fake.fail_next(1, Fault::rate_limited("1"));
+    let r = interactions(&app, json!({"contact_external_id": "10"})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(json_of(&r).as_array().unwrap().len(), 8);
+
+    fake.fail_next(2, Fault::rate_limited("0"));
+    let r = interactions(&app, json!({"contact_external_id": "10"})).await;
+    assert_eq!(r.status, 503, "a second 429 is not waited out");
+
+    fake.fail_next(1, Fault::rate_limited("30"));
+    let r = interactions(&app, json!({"contact_external_id": "10"})).await;
+    assert_eq!(r.status, 503);
+    assert_eq!(r.header("retry-after"), Some("30"));
+    fake.fail_next(1, Fault::status(500));
+    let r = interactions(&app, json!({"contact_external_id": "10"})).await;
+    assert_eq!(r.status, 502);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The conformance kit against the local bridge on the fake
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_kit_passes_against_the_local_bridge_on_zendesk() {
+    let data = fake_zendesk::generate(Generate {
+        users: 120,
+        seed: 11,
+        latest: Utc::now().timestamp() - 7_200,
+    });
+    let fake = FakeZendesk::start(data).await.unwrap();
+    let app = Arc::new(app_with(&fake, &[("BRIDGE_PAGE_SIZE", "25")]));
+    let bridge = bridge_tests::local::serve(app).await.unwrap();
+    let mut cfg = bridge_tests::sim::SimConfig::new(bridge.url());
+    cfg.auth = auth_json();
+    cfg.samples = 8;
+    let report = bridge_tests::sim::run(cfg).await;
+    print!("{}", report.render());
+    assert!(report.passed(), "{}", report.render());
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Randomized full + incremental syncs with ties, changes between pages and injected failures
+
+/// Every version of every user the test made, and what Talkdesk received.
+#[derive(Default)]
+struct Model {
+    /// (id, version) → (updated_at, synced as a live contact)
+    versions: HashMap<(u64, u32), (i64, bool)>,
+    current: HashMap<u64, u32>,
+    delivered: HashMap<u64, u32>,
+}
+
+fn live(u: &FakeUser) -> bool {
+    u.active && !u.suspended && u.role == "end-user" && !u.purged
+}
+
+impl Model {
+    fn record(&mut self, u: &FakeUser, version: u32) {
+        self.versions.insert((u.id, version), (u.updated_at, live(u)));
+        self.current.insert(u.id, version);
+    }
+}
+
+/// Changes a random user at `now` (a new version, sometimes deleted, suspended, promoted or revived).
+fn mutate(data: &mut FakeData, model: &mut Model, rng: &mut SmallRng, now: i64) {
+    let candidates: Vec<u64> = data.users.values().filter(|u| !u.purged).map(|u| u.id).collect();
+    if candidates.is_empty() {
+        return;
+    }
+    if rng.random_bool(0.15) {
+        let id = data.next_user_id();
+        let mut u = user(id, now);
+        u.name = format!("U{id} v0");
+        model.record(&u, 0);
+        data.add_user(u);
+        return;
+    }
+    let id = candidates[rng.random_range(0..candidates.len())];
+    let version = model.current.get(&id).copied().unwrap_or(0) + 1;
+    let kind = rng.random_range(0..10);
+    data.update_user(id, now, |u| {
+        u.name = format!("U{id} v{version}");
+        match kind {
+            0 => u.active = false,
+            1 => u.suspended = !u.suspended,
+            2 => u.role = if u.role == "end-user" { "agent".into() } else { "end-user".into() },
+            3 => u.active = true,
+            _ => u.email = Some(format!("u{id}v{version}@example.com")),
+        }
+    });
+    if let Some(u) = data.users.get(&id) {
+        model.record(u, version);
+    }
+}
+
+#[derive(Default, Debug)]
+struct Figures {
+    schedules: usize,
+    users: usize,
+    pages: usize,
+    runs: usize,
+    contacts_received: usize,
+    mutations: usize,
+    faults_injected: usize,
+    timeouts_injected: usize,
+    slow_calls: usize,
+    error_responses: usize,
+    restarts_from_checkpoint: usize,
+    upstream_requests: usize,
+    lost: usize,
+    out_of_order: usize,
+    dead_emitted: usize,
+    checkpoint_past_undelivered: usize,
+}
+
+fn random_fault(rng: &mut SmallRng) -> Fault {
+    // Timeouts cost the request timeout each: keep them few.
+    if rng.random_bool(0.03) {
+        return Fault::Delay(Duration::from_millis(300));
+    }
+    match rng.random_range(0..22) {
+        0..=5 => Fault::rate_limited("0"),
+        6 | 7 => Fault::rate_limited("120"),
+        8 | 9 => Fault::unavailable(Some("0")),
+        10 | 11 => Fault::unavailable(None),
+        12..=15 => Fault::status(500),
+        16 | 17 => Fault::html(502),
+        18 | 19 => Fault::malformed_json(),
+        _ => Fault::status(504),
+    }
+}
+
+async fn run_schedule(seed: u64, fig: &mut Figures) {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let model = Arc::new(Mutex::new(Model::default()));
+    let n = rng.random_range(3..40u64);
+    let seconds: Vec<i64> = (0..rng.random_range(1..8))
+        .map(|_| T0 - 20_000 + rng.random_range(0..15_000))
+        .collect();
+    let mut data = FakeData::default();
+    for i in 0..n {
+        let id = 1 + i * rng.random_range(1..4) + rng.random_range(0..3) * 1000;
+        if data.users.contains_key(&id) {
+            continue;
+        }
+        let mut u = user(id, seconds[rng.random_range(0..seconds.len())]);
+        u.name = format!("U{id} v0");
+        match rng.random_range(0..12) {
+            0 => u.role = "agent".into(),
+            1 => u.active = false,
+            2 => u.suspended = true,
+            3 => u.purged = true,
+            _ => {}
+        }
+        if rng.random_bool(0.3) {
+            u.organization_id = Some(rng.random_range(1..5));
+        }
+        model.lock().unwrap().record(&u, 0);
+        data.add_user(u);
+    }
+    for o in 1..5 {
+        data.organizations.insert(o, format!("Org {o}"));
+    }
+    fig.users += data.users.len();
+    let fake = FakeZendesk::start(data).await.unwrap();
+    let mut now = T0;
+    fake.set_now(now);
+    let page_size = rng.random_range(1..9).to_string();
+    let app = app_with(&fake, &[("BRIDGE_PAGE_SIZE", page_size.as_str()), ("ZENDESK_TIMEOUT_MS", "120")]);
+    let account = "zendesk:acme";
+    let auth = auth_json();
+
+    // Changes between upstream pages, inside one Talkdesk request.
+    let hook_model = model.clone();
+    let mut hook_rng = SmallRng::seed_from_u64(seed ^ 0x5eed);
+    let hook_mutations = Arc::new(Mutex::new(0usize));
+    let hook_count = hook_mutations.clone();
+    fake.on_export(move |d, now| {
+        if hook_rng.random_bool(0.15) {
+            mutate(d, &mut hook_model.lock().unwrap(), &mut hook_rng, now);
+            *hook_count.lock().unwrap() += 1;
+        }
+    });
+
+    let mut checkpoint: Option<String> = None;
+    let mut page_checkpoint: Option<String> = None;
+    let mut offset: Option<String> = None;
+    let mut last_key: Option<(i64, u64)> = None;
+    let steps = rng.random_range(10..40);
+    let mut step = 0;
+    let mut calm_runs = 0;
+    loop {
+        step += 1;
+        let calm = step > steps;
+        if calm && step == steps + 1 {
+            fake.clear_faults();
+            fake.clear_export_hook();
+            now += 400;
+            fake.set_now(now);
+        }
+        if !calm && rng.random_bool(0.25) {
+            let prefix = if rng.random_bool(0.8) {
+                "/api/v2/incremental"
+            } else {
+                "/api/v2/organizations"
+            };
+            let k = rng.random_range(1..3);
+            let fault = random_fault(&mut rng);
+            fake.fail_next_on(prefix, k, fault.clone());
+            fig.faults_injected += k;
+            if matches!(fault, Fault::Delay(_)) {
+                fig.timeouts_injected += k;
+            }
+        }
+        let call = Instant::now();
+        let r = contacts_page(&app, &auth, checkpoint.as_deref(), offset.as_deref(), at(now)).await;
+        if call.elapsed() > Duration::from_millis(100) {
+            fig.slow_calls += 1;
+        }
+        if r.status != 200 {
+            assert!(matches!(r.status, 502..=504), "seed {seed}: unexpected {}: {}", r.status, r.body);
+            // Once calm, only a request that timed out on a loaded machine may fail (and is retried).
+            assert!(
+                !calm || r.status == 504,
+                "seed {seed}: a failure without injected faults: {}",
+                r.body
+            );
+            fig.error_responses += 1;
+            if rng.random_bool(0.3) {
+                // Talkdesk gives up on the run and starts again from the last checkpoint it holds.
+                fig.restarts_from_checkpoint += 1;
+                checkpoint = page_checkpoint.clone().or(checkpoint.take());
+                offset = None;
+                last_key = None;
+            }
+            continue;
+        }
+        fig.pages += 1;
+        let v = json_of(&r);
+        let cp = v["synchronization_checkpoint"].as_str().unwrap_or_default().to_string();
+        {
+            let mut m = model.lock().unwrap();
+            for c in v["contacts"].as_array().cloned().unwrap_or_default() {
+                fig.contacts_received += 1;
+                let id: u64 = c["id"].as_str().unwrap().parse().unwrap();
+                let version: u32 = c["name"].as_str().unwrap().rsplit('v').next().unwrap().parse().unwrap();
+                let (ts, was_live) = m.versions[&(id, version)];
+                if !was_live {
+                    fig.dead_emitted += 1;
+                }
+                if last_key.is_some_and(|k| k >= (ts, id)) {
+                    fig.out_of_order += 1;
+                }
+                last_key = Some((ts, id));
+                m.delivered.insert(id, version);
+            }
+            // Nothing live that the checkpoint has passed may be undelivered.
+            let state = app
+                .signer()
+                .decode_checkpoint(account, &cp)
+                .expect("the bridge's own checkpoint decodes");
+            if let Some(p) = state.after {
+                for (&id, &version) in &m.current {
+                    let (ts, is_live) = m.versions[&(id, version)];
+                    let passed = !p.admits(&SyncKey::new(at(ts), id.to_string()));
+                    if is_live && passed && m.delivered.get(&id) != Some(&version) {
+                        fig.checkpoint_past_undelivered += 1;
+                    }
+                }
+            }
+        }
+        page_checkpoint = Some(cp.clone());
+        match v["next_offset"].as_str() {
+            Some(o) => {
+                offset = Some(o.to_string());
+                now += rng.random_range(0..5);
+            }
+            None => {
+                fig.runs += 1;
+                checkpoint = Some(cp);
+                offset = None;
+                last_key = None;
+                if calm {
+                    calm_runs += 1;
+                    if calm_runs == 2 {
+                        break;
+                    }
+                }
+                now += rng.random_range(0..400);
+            }
+        }
+        if !calm && rng.random_bool(0.3) {
+            fake.with_data(|d| mutate(d, &mut model.lock().unwrap(), &mut rng, now));
+            fig.mutations += 1;
+        }
+        fake.set_now(now);
+        assert!(step < 5_000, "seed {seed}: the schedule never settled");
+    }
+    fig.mutations += *hook_mutations.lock().unwrap();
+    let m = model.lock().unwrap();
+    fake.with_data(|d| {
+        for u in d.users.values().filter(|u| live(u)) {
+            let current = m.current[&u.id];
+            if m.delivered.get(&u.id) != Some(&current) {
+                fig.lost += 1;
+                eprintln!(
+                    "seed {seed}: user {} v{current} (updated {}) was not delivered (has {:?})",
+                    u.id,
+                    u.updated_at,
+                    m.delivered.get(&u.id)
+                );
+            }
+        }
+    });
+    fig.upstream_requests += fake.requests().len();
+    fig.schedules += 1;
+}
+
+#[tokio::test]
+async fn randomized_full_and_incremental_syncs_lose_nothing_and_keep_order() {
+    let started = Instant::now();
+    let mut fig = Figures::default();
+    for seed in 0..100u64 {
+        run_schedule(0x2d_e5c0 + seed, &mut fig).await;
+    }
+    println!("zendesk randomized sync: {fig:#?}");
+    println!("elapsed: {:.1} s", started.elapsed().as_secs_f64());
+    assert_eq!(fig.lost, 0, "users lost");
+    assert_eq!(fig.out_of_order, 0, "contacts out of (updated_at, id) order");
+    assert_eq!(fig.dead_emitted, 0, "deleted, suspended or staff versions emitted");
+    assert_eq!(fig.checkpoint_past_undelivered, 0, "a checkpoint passed an undelivered user");
+    assert!(
+        fig.faults_injected > 100 && fig.error_responses > 10 && fig.restarts_from_checkpoint > 0,
+        "{fig:?}"
+    );
+}
