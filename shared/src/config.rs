@@ -8,6 +8,7 @@ use phonenumber::country::Id as Region;
 
 use crate::connectors::ConnectorKind;
 use crate::phone;
+use crate::secrets::inbound::InboundTokens;
 use crate::secrets::Secret;
 
 /// The token key used when the sandbox runs without `BRIDGE_TOKEN_KEY`. It is public: it only lets the
@@ -20,6 +21,15 @@ pub enum ConfigError {
     Invalid { name: &'static str, problem: String },
     #[error("{name} is required: {why}")]
     Missing { name: &'static str, why: &'static str },
+    /// An SSM parameter, by full name, is wrong or missing. Never carries the value.
+    #[error("SSM parameter {name} {problem}")]
+    Parameter { name: String, problem: String },
+    /// SSM could not be read during INIT.
+    #[error("the secrets under {prefix} could not be read from SSM Parameter Store at start-up: {error}")]
+    SecretStore {
+        prefix: String,
+        error: crate::secrets::ssm::SsmError,
+    },
 }
 
 /// Settings of the embedded sandbox.
@@ -40,6 +50,17 @@ pub struct Config {
     pub connector: ConnectorKind,
     /// `BRIDGE_TOKEN_KEY`: HMAC key for offsets and checkpoints (SSM `token-key` in deployments).
     pub token_key: Option<Secret>,
+    /// `BRIDGE_SSM_PREFIX`, e.g. `/talkdesk-bridge/prod`: where the secrets live in SSM Parameter Store.
+    /// Unset or empty: SSM is never called (local runs, the sandbox).
+    pub ssm_prefix: Option<String>,
+    /// `BRIDGE_SSM_TTL_SECS` (default 300): how long SSM values are used before they are read again; `0`
+    /// disables caching.
+    pub ssm_ttl: Duration,
+    /// `BRIDGE_INBOUND_TOKENS`: bridge tokens callers must present, for local runs (SSM `inbound-tokens`
+    /// replaces them). Empty: no authentication.
+    pub inbound_tokens: InboundTokens,
+    /// True inside Lambda (`AWS_LAMBDA_FUNCTION_NAME` is set).
+    pub deployed: bool,
     /// `BRIDGE_DEFAULT_REGION` (default `US`): region of phone numbers written without a country code.
     pub default_region: Region,
     /// `BRIDGE_PAGE_SIZE` (default 500): most contacts per Talkdesk page.
@@ -68,6 +89,20 @@ where
                 problem: format!("expected a whole number of at least {min}, got `{v}`"),
             }),
         },
+    }
+}
+
+/// Checks `BRIDGE_SSM_PREFIX`: a path such as `/talkdesk-bridge/prod`, with a leading slash (SSM requires it
+/// of hierarchical names) and without a trailing one.
+fn parse_ssm_prefix(text: &str) -> Result<String, String> {
+    let prefix = text.trim_end_matches('/');
+    let segment_ok = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    match prefix.strip_prefix('/') {
+        Some(rest) if rest.split('/').all(segment_ok) => Ok(prefix.to_string()),
+        _ => Err(format!(
+            "`{text}` is not an SSM path such as /talkdesk-bridge/prod: a leading slash, then segments of letters, \
+             digits, '_', '.' or '-' separated by single slashes"
+        )),
     }
 }
 
@@ -101,9 +136,27 @@ impl Config {
                 problem: "must be at least 16 characters".into(),
             });
         }
+        let ssm_prefix = match get("BRIDGE_SSM_PREFIX").map(|v| v.trim().to_string()).filter(|v| !v.is_empty()) {
+            None => None,
+            Some(v) => Some(parse_ssm_prefix(&v).map_err(|problem| ConfigError::Invalid {
+                name: "BRIDGE_SSM_PREFIX",
+                problem,
+            })?),
+        };
+        let inbound_tokens = match get("BRIDGE_INBOUND_TOKENS").filter(|v| !v.trim().is_empty()) {
+            None => InboundTokens::default(),
+            Some(v) => InboundTokens::parse(&v).map_err(|problem| ConfigError::Invalid {
+                name: "BRIDGE_INBOUND_TOKENS",
+                problem,
+            })?,
+        };
         Ok(Config {
             connector,
             token_key,
+            ssm_prefix,
+            ssm_ttl: Duration::from_secs(parse_num(get, "BRIDGE_SSM_TTL_SECS", 300u64, 0)?),
+            inbound_tokens,
+            deployed: get("AWS_LAMBDA_FUNCTION_NAME").is_some_and(|v| !v.trim().is_empty()),
             default_region,
             page_size: parse_num(get, "BRIDGE_PAGE_SIZE", 500usize, 1)?,
             time_margin: Duration::from_millis(parse_num(get, "BRIDGE_TIME_MARGIN_MS", 3000u64, 0)?),
@@ -159,9 +212,38 @@ mod tests {
             (vec![("BRIDGE_PAGE_SIZE", "0")], "BRIDGE_PAGE_SIZE"),
             (vec![("BRIDGE_MAX_RESPONSE_BYTES", "lots")], "BRIDGE_MAX_RESPONSE_BYTES"),
             (vec![("BRIDGE_TOKEN_KEY", "short")], "BRIDGE_TOKEN_KEY"),
+            (vec![("BRIDGE_SSM_PREFIX", "talkdesk-bridge/prod")], "BRIDGE_SSM_PREFIX"),
+            (vec![("BRIDGE_SSM_PREFIX", "/talkdesk bridge")], "BRIDGE_SSM_PREFIX"),
+            (vec![("BRIDGE_SSM_PREFIX", "/a//b")], "BRIDGE_SSM_PREFIX"),
+            (vec![("BRIDGE_SSM_TTL_SECS", "-1")], "BRIDGE_SSM_TTL_SECS"),
+            (vec![("BRIDGE_INBOUND_TOKENS", "short-token")], "BRIDGE_INBOUND_TOKENS"),
         ] {
             let err = config(&pairs).unwrap_err().to_string();
             assert!(err.starts_with(name), "{err}");
         }
+    }
+
+    #[test]
+    fn without_a_prefix_ssm_is_off_and_values_are_cached_for_five_minutes() {
+        let c = config(&[("BRIDGE_SSM_PREFIX", " ")]).unwrap();
+        assert_eq!(c.ssm_prefix, None);
+        assert_eq!(c.ssm_ttl, Duration::from_secs(300));
+        assert!(!c.inbound_tokens.required() && !c.deployed);
+    }
+
+    #[test]
+    fn the_ssm_prefix_loses_its_trailing_slash_and_a_zero_ttl_disables_caching() {
+        let c = config(&[
+            ("BRIDGE_SSM_PREFIX", "/talkdesk-bridge/prod/"),
+            ("BRIDGE_SSM_TTL_SECS", "0"),
+            ("BRIDGE_INBOUND_TOKENS", "local-token-0123456789,local-token-abcdefghij"),
+            ("AWS_LAMBDA_FUNCTION_NAME", "contacts"),
+        ])
+        .unwrap();
+        assert_eq!(c.ssm_prefix.as_deref(), Some("/talkdesk-bridge/prod"));
+        assert_eq!(c.ssm_ttl, Duration::ZERO);
+        assert_eq!(c.inbound_tokens.len(), 2);
+        assert!(c.deployed);
+        assert!(!format!("{c:?}").contains("local-token"), "Debug shows no token");
     }
 }

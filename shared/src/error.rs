@@ -23,6 +23,9 @@ pub enum ApiError {
     Unauthenticated,
     #[error("only POST is supported here")]
     MethodNotAllowed,
+    /// The deployment's secrets could not be read from SSM and the ones read before have expired.
+    #[error("the configuration store is unavailable; retry later")]
+    ConfigStoreUnavailable,
 }
 
 impl ApiError {
@@ -32,6 +35,7 @@ impl ApiError {
             ApiError::Token { .. } => 400,
             ApiError::Unauthenticated => 401,
             ApiError::MethodNotAllowed => 405,
+            ApiError::ConfigStoreUnavailable => 503,
             ApiError::Connector(e) => match e {
                 ConnectorError::InvalidAuth { .. } => 400,
                 ConnectorError::Unauthorized { .. } => 401,
@@ -55,6 +59,7 @@ impl ApiError {
             }
             ApiError::Unauthenticated => "unauthenticated",
             ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::ConfigStoreUnavailable => "config_store_unavailable",
             ApiError::Connector(e) => match e {
                 ConnectorError::InvalidAuth { .. } => "invalid_auth",
                 ConnectorError::Unauthorized { .. } => "upstream_unauthorized",
@@ -71,6 +76,7 @@ impl ApiError {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             ApiError::Connector(e) => crate::sync::engine::retry_hint(e),
+            ApiError::ConfigStoreUnavailable => Some(Duration::from_secs(5)),
             _ => None,
         }
     }

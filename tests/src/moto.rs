@@ -12,6 +12,7 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use aws_sdk_ssm::config::retry::RetryConfig;
@@ -124,6 +125,29 @@ impl MotoServer {
         aws_sdk_ssm::Client::from_conf(config)
     }
 
+    /// Stores `value` as a SecureString (decrypted by the reader) under `name`, a full name, overwriting.
+    pub async fn put_secure(&self, name: &str, value: &str) {
+        self.ssm_client()
+            .put_parameter()
+            .name(name)
+            .value(value)
+            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+            .overwrite(true)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("PutParameter {name}: {}", aws_sdk_ssm::error::DisplayErrorContext(e)));
+    }
+
+    /// Deletes the parameter `name` (a full name).
+    pub async fn delete(&self, name: &str) {
+        self.ssm_client()
+            .delete_parameter()
+            .name(name)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("DeleteParameter {name}: {}", aws_sdk_ssm::error::DisplayErrorContext(e)));
+    }
+
     /// Kills the server now (SSM goes down mid-test). Later requests to its endpoint are refused.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -142,6 +166,31 @@ impl Drop for MotoServer {
     fn drop(&mut self) {
         self.stop();
         let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+/// A clock that moves only when told to, for [`bridge::secrets::ssm::SsmCache::with_clock`]: TTL expiry
+/// without sleeping.
+#[derive(Clone)]
+pub struct ManualClock(Arc<Mutex<Instant>>);
+
+impl ManualClock {
+    pub fn new() -> Self {
+        ManualClock(Arc::new(Mutex::new(Instant::now())))
+    }
+
+    pub fn advance(&self, by: Duration) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) += by;
+    }
+
+    pub fn now(&self) -> Instant {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Default for ManualClock {
+    fn default() -> Self {
+        ManualClock::new()
     }
 }
 

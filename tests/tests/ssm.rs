@@ -2,35 +2,16 @@
 //!
 //! Time is a manual clock handed to the cache, so TTL expiry is tested without sleeping.
 
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bridge::secrets::ssm::aws_sdk_ssm;
 use bridge::secrets::ssm::{FailureKind, SsmCache, SsmError};
-use bridge_tests::moto::MotoServer;
+use bridge_tests::moto::{ManualClock, MotoServer};
 
 use aws_sdk_ssm::types::ParameterType;
 
 const PREFIX: &str = "/talkdesk-bridge/test";
 const TTL: Duration = Duration::from_secs(300);
-
-/// A clock that moves only when told to.
-#[derive(Clone)]
-struct ManualClock(Arc<Mutex<Instant>>);
-
-impl ManualClock {
-    fn new() -> Self {
-        ManualClock(Arc::new(Mutex::new(Instant::now())))
-    }
-
-    fn advance(&self, by: Duration) {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) += by;
-    }
-
-    fn now(&self) -> Instant {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
 
 fn cache(server: &MotoServer, ttl: Duration, clock: &ManualClock) -> SsmCache {
     let clock = clock.clone();

@@ -124,6 +124,19 @@ impl ConnectorError {
     }
 }
 
+/// An `auth` field a deployment may keep in SSM (`{connector}/{name}`), and when the stored value may fill a
+/// request that lacks the field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CredentialField {
+    pub name: &'static str,
+    /// Not filled when the request gives any of these fields: the request signs in another way, and its
+    /// own credentials must be the ones used.
+    pub unless_given: &'static [&'static str],
+    /// Filled only when the request gives none of these fields or gives the stored value: stored
+    /// credentials never go to an account other than the one they were stored for.
+    pub bound_to: &'static [&'static str],
+}
+
 /// An external system the bridge reads contacts and interactions from.
 #[async_trait]
 pub trait Connector: Send + Sync {
@@ -139,6 +152,12 @@ pub trait Connector: Send + Sync {
     /// How long after a change the system's listing may still miss it. Each sync run stops at
     /// `run start - lag` so a late-indexed change is picked up by the next run.
     fn indexing_lag(&self) -> Duration;
+
+    /// The `auth` fields a single-tenant deployment may keep in SSM instead of Talkdesk's configuration, as
+    /// `{name}/{field}` under the prefix (e.g. `zendesk/api_token`). A field the request gives wins.
+    fn credential_fields(&self) -> &'static [CredentialField] {
+        &[]
+    }
 
     /// Checks the `auth` fields (without calling upstream) and names the account they belong to, so
     /// offsets and checkpoints can be bound to it.

@@ -3,7 +3,16 @@
 //! A [`Secret`] cannot be printed: its `Debug` shows only `Secret(..)`, it has no `Display`, and it is not
 //! `Serialize`. The only way to read it is [`Secret::expose`], called at the line that needs the value
 //! (setting an `Authorization` header, keying an HMAC).
+//!
+//! - [`ssm`]: the SSM Parameter Store cache (batches of ten, decryption, TTL).
+//! - [`deployment`]: the deployment's own secrets (token key, inbound tokens, stored connector
+//!   credentials), from SSM or the environment, renewed after the TTL.
+//! - [`inbound`]: authentication of Talkdesk's calls with the bridge tokens.
+//! - [`logging`]: the functions' log subscriber, which never logs a raw request.
 
+pub mod deployment;
+pub mod inbound;
+pub mod logging;
 pub mod ssm;
 use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;

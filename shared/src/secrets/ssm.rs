@@ -182,6 +182,12 @@ impl SsmCache {
         self.ttl
     }
 
+    /// The current instant on the cache's clock, so a caller that derives values from cached parameters
+    /// can expire them on the same clock.
+    pub fn now(&self) -> Instant {
+        (self.clock)()
+    }
+
     /// Reads `names` into the cache, for the INIT phase, so the first request pays nothing. Fails if SSM
     /// cannot be read; names SSM does not hold are logged and left out (they are not cached).
     pub async fn prefetch(&self, names: &[&str]) -> Result<(), SsmError> {
@@ -357,7 +363,7 @@ fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
 
 /// Whether a value fetched at `fetched_at` may still be served at `now`. A zero TTL caches nothing; a
 /// clock that goes backwards counts as no time passed.
-fn is_fresh(fetched_at: Instant, now: Instant, ttl: Duration) -> bool {
+pub(crate) fn is_fresh(fetched_at: Instant, now: Instant, ttl: Duration) -> bool {
     !ttl.is_zero() && now.saturating_duration_since(fetched_at) < ttl
 }
 

@@ -76,10 +76,12 @@ struct Envelope<T> {
     state: T,
 }
 
-/// Signs and verifies tokens with the deployment's key.
+/// Signs and verifies tokens with the deployment's key. During a key rotation, tokens signed with the
+/// previous key are still verified (never issued) with it.
 #[derive(Clone)]
 pub struct TokenSigner {
     key: Secret,
+    previous: Option<Secret>,
 }
 
 impl std::fmt::Debug for TokenSigner {
@@ -90,7 +92,13 @@ impl std::fmt::Debug for TokenSigner {
 
 impl TokenSigner {
     pub fn new(key: Secret) -> Self {
-        TokenSigner { key }
+        TokenSigner { key, previous: None }
+    }
+
+    /// Also accepts tokens signed with `previous` (SSM `token-key-previous`), for verification only.
+    pub fn with_previous(mut self, previous: Option<Secret>) -> Self {
+        self.previous = previous;
+        self
     }
 
     fn mac(&self) -> HmacSha256 {
@@ -124,7 +132,15 @@ impl TokenSigner {
         format!("{signed}.{sig}")
     }
 
+    /// Verifies with the current key, then, if the signature does not match, with the previous one.
     fn decode<T: for<'de> Deserialize<'de>>(&self, kind: &'static str, account: &str, token: &str) -> Result<T, TokenError> {
+        match (self.decode_with_key(kind, account, token), &self.previous) {
+            (Err(TokenError::BadSignature), Some(previous)) => TokenSigner::new(previous.clone()).decode_with_key(kind, account, token),
+            (result, _) => result,
+        }
+    }
+
+    fn decode_with_key<T: for<'de> Deserialize<'de>>(&self, kind: &'static str, account: &str, token: &str) -> Result<T, TokenError> {
         let mut parts = token.split('.');
         let (Some(version), Some(payload), Some(sig), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
             return Err(TokenError::Malformed("expected three dot-separated parts"));
@@ -287,6 +303,25 @@ mod tests {
         assert!(matches!(s.decode_checkpoint("a", &off), Err(TokenError::WrongKind { .. })));
         let cp = s.encode_checkpoint("a", &CheckpointState::default());
         assert!(matches!(s.decode_offset("a", &cp), Err(TokenError::WrongKind { .. })));
+    }
+
+    #[test]
+    fn a_token_of_the_previous_key_is_verified_but_never_issued() {
+        let old = TokenSigner::new(Secret::new("old-key"));
+        let new = TokenSigner::new(Secret::new("new-key")).with_previous(Some(Secret::new("old-key")));
+        let issued_before = old.encode_offset("a", &offset());
+        assert_eq!(new.decode_offset("a", &issued_before).unwrap(), offset());
+        let cp = old.encode_checkpoint("a", &CheckpointState::default());
+        assert_eq!(new.decode_checkpoint("a", &cp).unwrap(), CheckpointState::default());
+        // What the new signer issues is signed with the new key only.
+        assert_eq!(
+            old.decode_offset("a", &new.encode_offset("a", &offset())),
+            Err(TokenError::BadSignature)
+        );
+        // The account binding still holds under the previous key, and a third key is still refused.
+        assert_eq!(new.decode_offset("b", &issued_before), Err(TokenError::OtherAccount));
+        let other = TokenSigner::new(Secret::new("other-key")).encode_offset("a", &offset());
+        assert_eq!(new.decode_offset("a", &other), Err(TokenError::BadSignature));
     }
 
     #[test]

@@ -6,7 +6,7 @@ pub mod request;
 pub mod response;
 
 pub use request::{
-    parse_contacts_request, parse_interactions_request, Auth, ContactLookup, ContactsRequest, InteractionsRequest, RequestError,
-    MAX_BODY_BYTES,
+    contacts_request_from, interactions_request_from, parse_body, parse_contacts_request, parse_interactions_request, take_auth_field,
+    Auth, ContactLookup, ContactsRequest, InteractionsRequest, RequestError, MAX_BODY_BYTES,
 };
 pub use response::{Contact, ContactsResponse, Interaction, Priority, Status};

@@ -163,7 +163,8 @@ pub struct InteractionsRequest {
     pub data: ContactLookup,
 }
 
-fn parse_object(body: &[u8]) -> Result<Map<String, Value>, RequestError> {
+/// The body as a JSON object, the only parsing done before the caller is authenticated.
+pub fn parse_body(body: &[u8]) -> Result<Map<String, Value>, RequestError> {
     if body.len() > MAX_BODY_BYTES {
         return Err(RequestError::TooLarge {
             size: body.len(),
@@ -178,6 +179,15 @@ fn parse_object(body: &[u8]) -> Result<Map<String, Value>, RequestError> {
         Ok(Value::Object(map)) => Ok(map),
         Ok(_) => Err(RequestError::NotAnObject),
         Err(e) => Err(RequestError::NotJson(e.to_string())),
+    }
+}
+
+/// Removes `auth.{field}` from a parsed body and returns its value when it is a string, so the field
+/// reaches neither the parsed [`Auth`] nor a connector.
+pub fn take_auth_field(root: &mut Map<String, Value>, field: &str) -> Option<Secret> {
+    match root.get_mut("auth")?.as_object_mut()?.remove(field)? {
+        Value::String(s) => Some(Secret::new(s)),
+        _ => None,
     }
 }
 
@@ -201,9 +211,13 @@ fn parse_meta(root: &Map<String, Value>) -> Result<Map<String, Value>, RequestEr
 
 /// Parses a contact-sync request body.
 pub fn parse_contacts_request(body: &[u8]) -> Result<ContactsRequest, RequestError> {
-    let root = parse_object(body)?;
-    let auth = parse_auth(&root)?;
-    let meta = parse_meta(&root)?;
+    contacts_request_from(&parse_body(body)?)
+}
+
+/// Reads a contact-sync request from a body already parsed by [`parse_body`].
+pub fn contacts_request_from(root: &Map<String, Value>) -> Result<ContactsRequest, RequestError> {
+    let auth = parse_auth(root)?;
+    let meta = parse_meta(root)?;
     let checkpoint = match meta.get("synchronization_checkpoint") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if s.trim().is_empty() => None,
@@ -262,9 +276,13 @@ fn string_list(data: &Map<String, Value>, field: &'static str) -> Result<Vec<Str
 
 /// Parses an interaction-lookup request body.
 pub fn parse_interactions_request(body: &[u8]) -> Result<InteractionsRequest, RequestError> {
-    let root = parse_object(body)?;
-    let auth = parse_auth(&root)?;
-    let meta = parse_meta(&root)?;
+    interactions_request_from(&parse_body(body)?)
+}
+
+/// Reads an interaction-lookup request from a body already parsed by [`parse_body`].
+pub fn interactions_request_from(root: &Map<String, Value>) -> Result<InteractionsRequest, RequestError> {
+    let auth = parse_auth(root)?;
+    let meta = parse_meta(root)?;
     let types_wrong = || RequestError::WrongType {
         field: "meta.interaction_types".into(),
         expected: "an array of strings",
@@ -441,6 +459,22 @@ mod tests {
         assert!(err.to_string().contains("meta.interaction_types"));
         let err = interactions(json!({"auth": {}, "data": {"contact_emails": [{"x": 1}]}})).unwrap_err();
         assert!(err.to_string().contains("data.contact_emails"));
+    }
+
+    #[test]
+    fn a_taken_auth_field_leaves_the_auth_and_only_a_string_is_returned() {
+        let mut root = parse_body(br#"{"auth": {"bridge_token": "tok", "api_token": "t"}, "meta": {}}"#).unwrap();
+        assert_eq!(
+            take_auth_field(&mut root, "bridge_token").map(|s| s.expose().to_owned()).as_deref(),
+            Some("tok")
+        );
+        let r = contacts_request_from(&root).unwrap();
+        assert_eq!(r.auth.keys().collect::<Vec<_>>(), ["api_token"]);
+        let mut root = parse_body(br#"{"auth": {"bridge_token": 5}}"#).unwrap();
+        assert!(take_auth_field(&mut root, "bridge_token").is_none());
+        assert!(contacts_request_from(&root).unwrap().auth.is_empty());
+        let mut root = parse_body(br#"{"auth": "x"}"#).unwrap();
+        assert!(take_auth_field(&mut root, "bridge_token").is_none());
     }
 
     #[test]

@@ -163,6 +163,7 @@ impl ZendeskHttp {
                 Err(e @ (ConnectorError::RateLimited { .. } | ConnectorError::Unavailable { .. })) => {
                     match patience.wait(e.retry_after(), attempt) {
                         Some(wait) => {
+                            crate::metrics::note_retry();
                             tracing::info!(
                                 op = op.name(),
                                 attempt,
@@ -199,6 +200,7 @@ impl ZendeskHttp {
             .query(query)
             .send()
             .await;
+        crate::metrics::note_upstream_call();
         let response = match sent {
             Ok(r) => r,
             Err(e) => {
@@ -247,10 +249,11 @@ impl ZendeskHttp {
             403 => return Err(ConnectorError::Forbidden { message: op.forbidden() }),
             404 => return Ok(None),
             429 => {
+                crate::metrics::note_rate_limited();
                 return Err(ConnectorError::RateLimited {
                     system: SYSTEM,
                     retry_after,
-                })
+                });
             }
             503 => {
                 return Err(ConnectorError::Unavailable {

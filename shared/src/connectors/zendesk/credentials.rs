@@ -12,9 +12,35 @@
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
-use crate::connectors::ConnectorError;
+use crate::connectors::{ConnectorError, CredentialField};
 use crate::secrets::Secret;
 use crate::talkdesk::Auth;
+
+/// Every `auth` field read here; a single-tenant deployment may keep them in SSM as `zendesk/{field}`. A
+/// request's own sign-in (`access_token`, or `email` and `api_token`) is never mixed with a stored one, and
+/// stored secrets fill a request only for the stored subdomain.
+pub const FIELDS: &[CredentialField] = &[
+    CredentialField {
+        name: "subdomain",
+        unless_given: &[],
+        bound_to: &[],
+    },
+    CredentialField {
+        name: "email",
+        unless_given: &["access_token"],
+        bound_to: &["subdomain"],
+    },
+    CredentialField {
+        name: "api_token",
+        unless_given: &["access_token"],
+        bound_to: &["subdomain"],
+    },
+    CredentialField {
+        name: "access_token",
+        unless_given: &["email", "api_token"],
+        bound_to: &["subdomain"],
+    },
+];
 
 /// Checks a subdomain against `^[a-z0-9][a-z0-9-]{0,62}$`.
 pub fn valid_subdomain(s: &str) -> bool {

@@ -298,6 +298,10 @@ impl Connector for Zendesk {
         INDEXING_LAG
     }
 
+    fn credential_fields(&self) -> &'static [super::CredentialField] {
+        credentials::FIELDS
+    }
+
     fn account(&self, auth: &Auth) -> Result<String, ConnectorError> {
         Ok(Credentials::from_auth(auth)?.account())
     }
