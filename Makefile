@@ -5,6 +5,9 @@
 #   make lint       cargo fmt --check and clippy -D warnings
 #   make sam-build  sam build (arm64, cargo-lambda + zig, no Docker), timed
 #   make invoke     send one events/*.json file to a running `make run`
+#   make bench      release build, then BENCHMARKS.md from the real binaries under a local Runtime API
+#   make fuzz       the request/token fuzzer for FUZZ_ITERATIONS inputs (default 1,000,000), release build
+#   make faults     the randomized upstream-fault suite alone, with its counts (FAULT_SCHEDULES=n)
 #
 # Tools come from package registries into the repository, never globally:
 #   .venv/         Python: cargo-lambda, ziglang, moto[server], cfn-lint, aws-sam-cli (.ci/requirements*.txt)
@@ -35,7 +38,7 @@ RUN_STAMP := $(VENV)/.run-tools
 ALL_STAMP := $(VENV)/.all-tools
 NPM_STAMP := $(TOOLS)/node_modules/.installed
 
-.PHONY: help run invoke test check-template lint sam-build venv tools clean-tools
+.PHONY: help run invoke test check-template lint sam-build venv tools clean-tools bench fuzz faults
 
 help:
 	@sed -n 's/^#   make /  make /p' $(MAKEFILE_LIST)
@@ -122,3 +125,18 @@ sam-build: venv
 	echo "sam build took $$(( $$(date +%s) - start )) s"
 	@file .aws-sam/build/ContactsFunction/bootstrap .aws-sam/build/InteractionsFunction/bootstrap 2>/dev/null \
 	  || ls -l .aws-sam/build/ContactsFunction/bootstrap .aws-sam/build/InteractionsFunction/bootstrap
+
+# ---------------------------------------------------------------- benchmarks, fuzzing, faults
+
+FUZZ_ITERATIONS ?= 1000000
+
+# moto_server (from the venv) gives the SSM-prefetch cold-init figures; without it they are skipped.
+bench:
+	cargo build --release -p contacts -p interactions -p bridge-tests
+	target/release/bench --out BENCHMARKS.md
+
+fuzz:
+	FUZZ_ITERATIONS=$(FUZZ_ITERATIONS) cargo test --release -p bridge-tests --test fuzz -- --nocapture
+
+faults:
+	cargo test -p bridge-tests --test faults -- --nocapture

@@ -6,12 +6,16 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use serde_json::json;
+use serde_json::{json, Map, Value};
 
 use crate::config::{Config, ConfigError};
 use crate::connectors::{self, Connector};
 use crate::error::{ApiError, ApiResponse};
 use crate::lookup;
+use crate::secrets::deployment::{DeploymentSecrets, SecretSet};
+use crate::secrets::inbound;
+use crate::secrets::ssm::SsmCache;
+use crate::secrets::Secret;
 use crate::sync::{self, Budget, PageLimits, TokenSigner};
 use crate::talkdesk::{self, ContactsResponse};
 
@@ -19,24 +23,71 @@ use crate::talkdesk::{self, ContactsResponse};
 pub struct App {
     pub config: Config,
     pub connector: Arc<dyn Connector>,
-    signer: TokenSigner,
+    secrets: DeploymentSecrets,
+    /// Write one EMF metrics line per invocation to stdout (deployments; `from_env` turns it on).
+    emit_metrics: bool,
 }
 
 impl App {
-    /// Reads the environment and builds the configured connector. Fails INIT on a bad configuration.
+    /// Reads the environment, builds the configured connector and, when `BRIDGE_SSM_PREFIX` is set, reads
+    /// the secrets from SSM. Fails INIT on a bad configuration or when SSM cannot be read.
     pub async fn from_env() -> Result<Self, ConfigError> {
         let config = Config::from_env()?;
         let connector = connectors::build(&config)?;
-        App::new(config, connector)
+        let app = match config.ssm_prefix.clone() {
+            Some(prefix) => {
+                let cache = SsmCache::from_env(prefix, config.ssm_ttl).await;
+                App::with_ssm(config, connector, cache).await?
+            }
+            None => App::new(config, connector)?,
+        };
+        Ok(App { emit_metrics: true, ..app })
     }
 
+    /// An app whose secrets come from the configuration alone (`BRIDGE_TOKEN_KEY`,
+    /// `BRIDGE_INBOUND_TOKENS`); SSM is never called, whatever the configuration's prefix
+    /// ([`App::from_env`] and [`App::with_ssm`] read SSM).
     pub fn new(config: Config, connector: Arc<dyn Connector>) -> Result<Self, ConfigError> {
-        let signer = TokenSigner::new(config.resolve_token_key()?);
-        Ok(App { config, connector, signer })
+        let secrets = DeploymentSecrets::from_environment(&config, connector.as_ref())?;
+        Ok(App {
+            config,
+            connector,
+            secrets,
+            emit_metrics: false,
+        })
     }
 
-    pub fn signer(&self) -> &TokenSigner {
-        &self.signer
+    /// An app whose secrets are read from SSM through `cache`, now (INIT) and again after the TTL.
+    pub async fn with_ssm(config: Config, connector: Arc<dyn Connector>, cache: SsmCache) -> Result<Self, ConfigError> {
+        let secrets = DeploymentSecrets::from_ssm(&config, connector.as_ref(), cache).await?;
+        Ok(App {
+            config,
+            connector,
+            secrets,
+            emit_metrics: false,
+        })
+    }
+
+    /// The signer in force (read last; requests renew it after the TTL).
+    pub fn signer(&self) -> TokenSigner {
+        self.secrets.last().signer().clone()
+    }
+
+    /// The deployment's secrets: where they come from, and those in force.
+    pub fn secrets(&self) -> &DeploymentSecrets {
+        &self.secrets
+    }
+
+    /// Lets the caller in, or not: the secrets in force, the body parsed as a JSON object (nothing more)
+    /// with `auth.bridge_token` taken out, then the presented tokens checked against the inbound tokens.
+    async fn admit(&self, bearer: Option<&str>, body: &[u8]) -> Result<(Map<String, Value>, Arc<SecretSet>), ApiError> {
+        let secrets = self.secrets.current().await.map_err(|_| ApiError::ConfigStoreUnavailable)?;
+        let mut root = talkdesk::parse_body(body)?;
+        let in_body = talkdesk::take_auth_field(&mut root, inbound::AUTH_FIELD);
+        if !secrets.inbound().admit(&[bearer, in_body.as_ref().map(Secret::expose)]) {
+            return Err(ApiError::Unauthenticated);
+        }
+        Ok((root, secrets))
     }
 
     fn page_limits(&self) -> PageLimits {
@@ -56,7 +107,8 @@ impl App {
         if req.method() != http::Method::POST {
             return ApiError::MethodNotAllowed.to_response().into_http();
         }
-        self.contacts(req.body().as_ref(), budget, now).await.into_http()
+        let bearer = inbound::bearer(req.headers());
+        self.contacts_as(bearer, req.body().as_ref(), budget, now).await.into_http()
     }
 
     /// `POST /interactions` from an HTTP request.
@@ -64,14 +116,26 @@ impl App {
         if req.method() != http::Method::POST {
             return ApiError::MethodNotAllowed.to_response().into_http();
         }
-        self.interactions(req.body().as_ref()).await.into_http()
+        let bearer = inbound::bearer(req.headers());
+        self.interactions_as(bearer, req.body().as_ref()).await.into_http()
     }
 
     /// `POST /contacts`. `now` is the wall clock (the run's upper bound derives from it); `budget` says
-    /// when to stop fetching.
+    /// when to stop fetching. The bridge token, when one is required, is read from `auth.bridge_token`.
     pub async fn contacts(&self, body: &[u8], budget: &dyn Budget, now: DateTime<Utc>) -> ApiResponse {
+        self.contacts_as(None, body, budget, now).await
+    }
+
+    /// `POST /contacts` with the token of an `Authorization: Bearer` header, if the request has one.
+    async fn contacts_as(&self, bearer: Option<&str>, body: &[u8], budget: &dyn Budget, now: DateTime<Utc>) -> ApiResponse {
         let started = Instant::now();
-        match self.contacts_inner(body, budget, now).await {
+        let (result, upstream) = crate::metrics::track(self.contacts_inner(bearer, body, budget, now)).await;
+        let mut m = crate::metrics::Invocation::new("contacts", self.connector.name()).with_upstream(upstream);
+        if let Ok((page, stats)) = &result {
+            m = m.with_page(stats);
+            m.records = page.contacts.len();
+        }
+        let response = match result {
             Ok((response, stats)) => {
                 tracing::info!(
                     connector = self.connector.name(),
@@ -86,21 +150,27 @@ impl App {
                 ApiResponse::json(200, serde_json::to_string(&response).unwrap_or_default())
             }
             Err(e) => self.failure("contacts", e, started),
-        }
+        };
+        self.record(m, &response, started);
+        response
     }
 
     async fn contacts_inner(
         &self,
+        bearer: Option<&str>,
         body: &[u8],
         budget: &dyn Budget,
         now: DateTime<Utc>,
     ) -> Result<(ContactsResponse, sync::PageStats), ApiError> {
-        let request = talkdesk::parse_contacts_request(body)?;
+        let (root, secrets) = self.admit(bearer, body).await?;
+        let mut request = talkdesk::contacts_request_from(&root)?;
+        secrets.fill_credentials(&mut request.auth);
+        let signer = secrets.signer();
         let account = self.connector.account(&request.auth)?;
         let checkpoint = request
             .checkpoint
             .as_deref()
-            .map(|c| self.signer.decode_checkpoint(&account, c))
+            .map(|c| signer.decode_checkpoint(&account, c))
             .transpose()
             .map_err(|source| ApiError::Token {
                 field: "meta.synchronization_checkpoint",
@@ -109,7 +179,7 @@ impl App {
         let offset = request
             .offset
             .as_deref()
-            .map(|o| self.signer.decode_offset(&account, o))
+            .map(|o| signer.decode_offset(&account, o))
             .transpose()
             .map_err(|source| ApiError::Token {
                 field: "meta.offset",
@@ -117,21 +187,29 @@ impl App {
             })?;
         let run = sync::plan_run(checkpoint.as_ref(), offset, now, self.connector.indexing_lag());
         let outcome = sync::sync_page(self.connector.as_ref(), &request.auth, run, self.page_limits(), budget).await?;
-        let next_offset = outcome.next.as_ref().map(|n| self.signer.encode_offset(&account, n));
+        let next_offset = outcome.next.as_ref().map(|n| signer.encode_offset(&account, n));
         let context = outcome.next.as_ref().map(|n| json!({"page": n.page}));
         let response = ContactsResponse {
             contacts: outcome.contacts,
-            synchronization_checkpoint: self.signer.encode_checkpoint(&account, &outcome.checkpoint),
+            synchronization_checkpoint: signer.encode_checkpoint(&account, &outcome.checkpoint),
             next_offset,
             context,
         };
         Ok((response, outcome.stats))
     }
 
-    /// `POST /interactions`.
+    /// `POST /interactions`. The bridge token, when one is required, is read from `auth.bridge_token`.
     pub async fn interactions(&self, body: &[u8]) -> ApiResponse {
+        self.interactions_as(None, body).await
+    }
+
+    /// `POST /interactions` with the token of an `Authorization: Bearer` header, if the request has one.
+    async fn interactions_as(&self, bearer: Option<&str>, body: &[u8]) -> ApiResponse {
         let started = Instant::now();
-        match self.interactions_inner(body).await {
+        let (result, upstream) = crate::metrics::track(self.interactions_inner(bearer, body)).await;
+        let mut m = crate::metrics::Invocation::new("interactions", self.connector.name()).with_upstream(upstream);
+        m.records = result.as_ref().map_or(0, |found| found.len());
+        let response = match result {
             Ok(found) => {
                 tracing::info!(
                     connector = self.connector.name(),
@@ -142,11 +220,24 @@ impl App {
                 ApiResponse::json(200, serde_json::to_string(&found).unwrap_or_else(|_| "[]".into()))
             }
             Err(e) => self.failure("interactions", e, started),
+        };
+        self.record(m, &response, started);
+        response
+    }
+
+    fn record(&self, mut m: crate::metrics::Invocation, response: &ApiResponse, started: Instant) {
+        if self.emit_metrics {
+            m.status = response.status;
+            m.bytes = response.body.len();
+            m.duration_ms = started.elapsed().as_millis() as u64;
+            crate::metrics::emit(&m);
         }
     }
 
-    async fn interactions_inner(&self, body: &[u8]) -> Result<Vec<talkdesk::Interaction>, ApiError> {
-        let request = talkdesk::parse_interactions_request(body)?;
+    async fn interactions_inner(&self, bearer: Option<&str>, body: &[u8]) -> Result<Vec<talkdesk::Interaction>, ApiError> {
+        let (root, secrets) = self.admit(bearer, body).await?;
+        let mut request = talkdesk::interactions_request_from(&root)?;
+        secrets.fill_credentials(&mut request.auth);
         self.connector.account(&request.auth)?;
         let supported = self.connector.interaction_types();
         let Some(query) = lookup::build_query(
@@ -159,6 +250,7 @@ impl App {
             return Ok(vec![]);
         };
         let batch = self.connector.interactions(&request.auth, &query).await?;
+        crate::metrics::note_hits(batch.hits);
         tracing::debug!(
             external_id_hits = batch.hits.external_id,
             email_hits = batch.hits.email,

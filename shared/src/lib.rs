@@ -8,6 +8,7 @@ pub mod config;
 pub mod connectors;
 pub mod error;
 pub mod lookup;
+pub mod metrics;
 pub mod phone;
 pub mod secrets;
 pub mod sync;

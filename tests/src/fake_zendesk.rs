@@ -30,6 +30,7 @@ use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::Router;
+use futures::StreamExt;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Map, Value};
@@ -287,6 +288,11 @@ pub enum Fault {
     Delay(Duration),
     /// `302 Found` to the given location.
     Redirect(String),
+    /// The connection is dropped before any byte of the answer (a reset, as the client sees it).
+    Reset,
+    /// The real answer's headers, with its full `Content-Length`, then half its body and a dropped
+    /// connection.
+    Truncated,
 }
 
 impl Fault {
@@ -391,12 +397,16 @@ struct Inner {
     admin: bool,
     accept: Accept,
     export_hook: Option<ExportHook>,
+    /// Added to every answer (upstream latency, for benchmarks).
+    latency: Duration,
 }
 
 struct Shared {
     inner: Mutex<Inner>,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
+    /// Since when at least one request is being served, and the total of such time before it.
+    busy: Mutex<(Option<std::time::Instant>, Duration)>,
 }
 
 impl Shared {
@@ -437,9 +447,11 @@ impl FakeZendesk {
                 admin: true,
                 accept: Accept::Default,
                 export_hook: None,
+                latency: Duration::ZERO,
             }),
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
+            busy: Mutex::new((None, Duration::ZERO)),
         });
         let router = Router::new().fallback(handle).with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -521,6 +533,13 @@ impl FakeZendesk {
         self.shared.max_in_flight.load(Ordering::SeqCst)
     }
 
+    /// Time during which at least one request was being served (what a client spent waiting on the
+    /// fake), and resets it.
+    pub fn take_busy(&self) -> Duration {
+        let mut busy = self.shared.busy.lock().unwrap_or_else(|p| p.into_inner());
+        std::mem::take(&mut busy.1)
+    }
+
     /// Freezes the fake's clock (Unix seconds); users changed within a minute of it are not exported.
     pub fn set_now(&self, now: i64) {
         self.shared.lock().now = Some(now);
@@ -537,6 +556,11 @@ impl FakeZendesk {
 
     pub fn set_accept(&self, accept: Accept) {
         self.shared.lock().accept = accept;
+    }
+
+    /// Delays every answer by `latency` (the round trip to a real Zendesk).
+    pub fn set_latency(&self, latency: Duration) {
+        self.shared.lock().latency = latency;
     }
 }
 
@@ -655,12 +679,24 @@ struct InFlight<'a>(&'a Shared);
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+        let mut busy = self.0.busy.lock().unwrap_or_else(|p| p.into_inner());
+        if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            if let Some(since) = busy.0.take() {
+                busy.1 += since.elapsed();
+            }
+        }
     }
 }
 
 async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
-    let now_in = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    let now_in = {
+        let mut busy = shared.busy.lock().unwrap_or_else(|p| p.into_inner());
+        let n = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        if n == 1 {
+            busy.0 = Some(std::time::Instant::now());
+        }
+        n
+    };
     shared.max_in_flight.fetch_max(now_in, Ordering::SeqCst);
     let _guard = InFlight(&shared);
 
@@ -678,6 +714,10 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
             .and_then(|v| v.to_str().ok())
             .map(String::from),
     };
+    let latency = shared.lock().latency;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
     let fault = {
         let mut inner = shared.lock();
         inner.requests.push(recorded.clone());
@@ -708,6 +748,20 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
             return r;
         }
         Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
+        Some(Fault::Reset) => return broken(None),
+        Some(Fault::Truncated) => {
+            let full = {
+                let mut inner = shared.lock();
+                route(&mut inner, &recorded)
+            };
+            let (parts, body) = full.into_parts();
+            let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+            let mut r = broken(Some(bytes.slice(..bytes.len() / 2)));
+            *r.status_mut() = parts.status;
+            *r.headers_mut() = parts.headers;
+            r.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+            return r;
+        }
         None => {}
     }
     if recorded.method != "GET" {
@@ -722,6 +776,13 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         );
     }
     route(&mut inner, &recorded)
+}
+
+/// An answer whose body fails after `sent` (or at once): the server drops the connection mid-answer.
+fn broken(sent: Option<axum::body::Bytes>) -> Response {
+    let fail = futures::stream::once(async { Err(std::io::Error::from(std::io::ErrorKind::ConnectionReset)) });
+    let stream = futures::stream::iter(sent.map(Ok)).chain(fail);
+    Response::new(Body::from_stream(stream))
 }
 
 fn route(inner: &mut Inner, req: &RecordedRequest) -> Response {

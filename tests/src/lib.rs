@@ -3,6 +3,7 @@
 pub mod fake_zendesk;
 pub mod local;
 pub mod moto;
+pub mod runtime_emulator;
 pub mod sim;
 
 use std::collections::HashMap;
@@ -15,6 +16,14 @@ use bridge::{App, Config};
 pub fn config(pairs: &[(&str, &str)]) -> Config {
     let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     Config::from_lookup(&move |k| map.get(k).cloned()).expect("test configuration is valid")
+}
+
+/// An app on the connector the pairs configure, its secrets read from SSM through `cache` (INIT included):
+/// what `App::from_env` builds when `BRIDGE_SSM_PREFIX` is set, without the process environment.
+pub async fn ssm_app(pairs: &[(&str, &str)], cache: bridge::secrets::ssm::SsmCache) -> Result<App, bridge::config::ConfigError> {
+    let config = config(pairs);
+    let connector = bridge::connectors::build(&config).expect("the connector builds");
+    App::with_ssm(config, connector, cache).await
 }
 
 /// An app on the sandbox with the given data, upstream page size and lag, and the store to change it.

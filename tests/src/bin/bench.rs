@@ -1,0 +1,700 @@
+//! `make bench`: runs the real release binaries under the local Lambda Runtime API emulator against the
+//! fake Zendesk (and moto_server for SSM) and writes a Markdown report of what users pay for.
+//!
+//! Usage: `bench [--out BENCHMARKS.md] [--bin-dir target/release] [--quick]`. Figures only: nothing here
+//! asserts a timing.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bridge_tests::fake_zendesk::{self, auth_json, FakeData, FakeIdentity, FakeUser, FakeZendesk, Generate};
+use bridge_tests::runtime_emulator::{http_event, http_response, RuntimeEmulator};
+use serde_json::{json, Value};
+
+const TOKEN_KEY: &str = "bench-token-key-0123456789abcdef";
+
+struct Args {
+    out: PathBuf,
+    bin_dir: PathBuf,
+    quick: bool,
+}
+
+fn args() -> Args {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut a = Args {
+        out: root.join("BENCHMARKS.md"),
+        bin_dir: root.join("target/release"),
+        quick: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        match flag.as_str() {
+            "--out" => a.out = it.next().map(PathBuf::from).unwrap_or(a.out),
+            "--bin-dir" => a.bin_dir = it.next().map(PathBuf::from).unwrap_or(a.bin_dir),
+            "--quick" => a.quick = true,
+            other => eprintln!("ignoring unknown argument {other}"),
+        }
+    }
+    a
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Peak resident set (`VmHWM`) of a process, in KiB.
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+/// One function process under the emulator.
+struct Function {
+    child: Child,
+    emulator: RuntimeEmulator,
+    init: Duration,
+}
+
+impl Function {
+    async fn start(bin: &Path, name: &str, env: &[(String, String)]) -> Result<Function, String> {
+        let emulator = RuntimeEmulator::start(name).await.map_err(|e| e.to_string())?;
+        let spawned = Instant::now();
+        let child = Command::new(bin)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("AWS_LAMBDA_RUNTIME_API", emulator.runtime_api())
+            .env("AWS_LAMBDA_FUNCTION_NAME", name)
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
+            .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{name}"))
+            .env("AWS_LAMBDA_LOG_STREAM_NAME", "bench")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
+            .env("AWS_LAMBDA_LOG_LEVEL", "WARN")
+            .env("RUST_LOG", "warn")
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("{}: {e}", bin.display()))?;
+        let ready = emulator.wait_ready(Duration::from_secs(20)).await;
+        let mut f = Function {
+            child,
+            emulator,
+            init: Duration::ZERO,
+        };
+        match ready {
+            Ok(at) => {
+                f.init = at.saturating_duration_since(spawned);
+                Ok(f)
+            }
+            Err(e) => {
+                f.stop();
+                Err(e)
+            }
+        }
+    }
+
+    /// One API Gateway request; the status, body and latency.
+    async fn call(&self, path: &str, body: &Value) -> Result<(u16, String, Duration), String> {
+        let started = Instant::now();
+        let outcome = self.emulator.invoke(http_event(path, &body.to_string())).await?;
+        let took = started.elapsed();
+        let (status, body) = http_response(&outcome)?;
+        Ok((status, body, took))
+    }
+
+    fn peak_rss_kib(&self) -> Option<u64> {
+        peak_rss_kib(self.child.id())
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Function {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn zendesk_env(fake: &FakeZendesk, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("BRIDGE_CONNECTOR".to_string(), "zendesk".to_string()),
+        ("BRIDGE_TOKEN_KEY".into(), TOKEN_KEY.into()),
+        ("ZENDESK_BASE_URL".into(), fake.base_url()),
+    ];
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    env
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().next().map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_string()))
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .map(|kb| format!("{:.1} GiB", kb as f64 / 1024.0 / 1024.0))
+        .unwrap_or_default();
+    let run = |cmd: &str, args: &[&str]| {
+        Command::new(cmd)
+            .args(args)
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default()
+    };
+    format!(
+        "{cpu}, {cores} cores available, {mem} RAM; {}; {}",
+        run("uname", &["-srm"]),
+        run("rustc", &["-V"])
+    )
+}
+
+/// A contact-sync page request.
+fn contacts_body(offset: Option<&str>) -> Value {
+    json!({"auth": auth_json(), "meta": {"offset": offset}})
+}
+
+struct Report {
+    md: String,
+}
+
+impl Report {
+    fn line(&mut self, s: impl AsRef<str>) {
+        println!("{}", s.as_ref());
+        let _ = writeln!(self.md, "{}", s.as_ref());
+    }
+}
+
+async fn cold_init(a: &Args, r: &mut Report, fake: &FakeZendesk, rss: &mut Vec<(String, u64)>) {
+    let runs = if a.quick { 5 } else { 21 };
+    r.line("## Cold init (process spawn → first `GET /runtime/invocation/next`)");
+    r.line("");
+    r.line(format!(
+        "{runs} spawns each, alternating binaries; the Zendesk connector configured from the environment."
+    ));
+    r.line("");
+    let bins = [
+        ("hello-lambda", "hello-lambda"),
+        ("contacts", "contacts"),
+        ("interactions", "interactions"),
+    ];
+    let mut samples: Vec<Vec<f64>> = vec![vec![]; bins.len()];
+    let env = zendesk_env(fake, &[]);
+    for _ in 0..runs {
+        for (i, (bin, name)) in bins.iter().enumerate() {
+            let env = if *bin == "hello-lambda" { vec![] } else { env.clone() };
+            match Function::start(&a.bin_dir.join(bin), name, &env).await {
+                Ok(mut f) => {
+                    samples[i].push(ms(f.init));
+                    f.stop();
+                }
+                Err(e) => eprintln!("{bin}: {e}"),
+            }
+        }
+    }
+    let hello = median(samples[0].clone());
+    r.line("| binary | median init (ms) | p90 (ms) | ratio to hello-world |");
+    r.line("|---|---:|---:|---:|");
+    for (i, (bin, _)) in bins.iter().enumerate() {
+        let m = median(samples[i].clone());
+        r.line(format!(
+            "| {bin} | {m:.2} | {:.2} | {:.2}× |",
+            percentile(samples[i].clone(), 0.9),
+            m / hello
+        ));
+    }
+    r.line("");
+
+    // With SSM prefetch against moto_server.
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let on_path = std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("moto_server").is_file()));
+    if !root.join(".venv/bin/moto_server").is_file() && !on_path {
+        r.line("SSM prefetch: moto_server not installed (run `make venv`); skipped.");
+        r.line("");
+        return;
+    }
+    let mut moto = bridge_tests::moto::MotoServer::start();
+    let client = moto.ssm_client();
+    let prefix = "/talkdesk-bridge/bench";
+    let put = client
+        .put_parameter()
+        .name(format!("{prefix}/token-key"))
+        .value(TOKEN_KEY)
+        .r#type(bridge::secrets::ssm::aws_sdk_ssm::types::ParameterType::SecureString)
+        .overwrite(true)
+        .send()
+        .await;
+    if let Err(e) = put {
+        r.line(format!("SSM prefetch: could not seed moto_server ({e:?}); skipped."));
+        moto.stop();
+        return;
+    }
+    let mut env = zendesk_env(fake, &[("BRIDGE_SSM_PREFIX", prefix)]);
+    env.retain(|(k, _)| k != "BRIDGE_TOKEN_KEY");
+    env.extend([
+        ("AWS_ENDPOINT_URL".to_string(), moto.endpoint_url()),
+        ("AWS_ACCESS_KEY_ID".into(), "testing".into()),
+        ("AWS_SECRET_ACCESS_KEY".into(), "testing".into()),
+        ("AWS_SESSION_TOKEN".into(), "testing".into()),
+        ("AWS_DEFAULT_REGION".into(), "us-east-1".into()),
+    ]);
+    let mut with_ssm: Vec<Vec<f64>> = vec![vec![]; 2];
+    let mut failure = None;
+    for _ in 0..runs {
+        for (i, bin) in ["contacts", "interactions"].iter().enumerate() {
+            match Function::start(&a.bin_dir.join(bin), bin, &env).await {
+                Ok(mut f) => {
+                    if i == 0 && with_ssm[0].is_empty() {
+                        // The secrets really came from SSM: a page signs tokens with the SSM key.
+                        match f.call("/contacts", &contacts_body(None)).await {
+                            Ok((200, _, _)) => {}
+                            other => failure = Some(format!("{other:?}")),
+                        }
+                        if let Some(kib) = f.peak_rss_kib() {
+                            rss.push(("contacts (SSM prefetch, one page)".into(), kib));
+                        }
+                    }
+                    with_ssm[i].push(ms(f.init));
+                    f.stop();
+                }
+                Err(e) => failure = Some(format!("{bin}: {e}")),
+            }
+        }
+    }
+    moto.stop();
+    r.line(format!(
+        "With `BRIDGE_SSM_PREFIX` (secrets prefetched in one batched call from moto_server on 127.0.0.1, {runs} spawns each):"
+    ));
+    r.line("");
+    r.line("| binary | median init with SSM (ms) | ratio to hello-world |");
+    r.line("|---|---:|---:|");
+    for (i, bin) in ["contacts", "interactions"].iter().enumerate() {
+        let m = median(with_ssm[i].clone());
+        r.line(format!("| {bin} | {m:.2} | {:.2}× |", m / hello));
+    }
+    if let Some(f) = failure {
+        r.line("");
+        r.line(format!("Note: an SSM run failed: {f}"));
+    }
+    r.line("");
+}
+
+async fn warm(a: &Args, r: &mut Report, rss: &mut Vec<(String, u64)>) {
+    let reps = if a.quick { 5 } else { 25 };
+    r.line("## Warm invocations: one contacts page");
+    r.line("");
+    r.line(format!(
+        "Median of {reps} invocations of the first page of an initial sync (the same request each time, org names cached after the first). \
+         Overhead = total − time the fake Zendesk was serving a request of this invocation."
+    ));
+    r.line("");
+    r.line("| page size | upstream latency | median total (ms) | median upstream wait (ms) | bridge overhead (ms) | overhead % | upstream requests | response bytes |");
+    r.line("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let data = fake_zendesk::generate(Generate {
+        users: 2_500,
+        seed: 3,
+        latest: chrono::Utc::now().timestamp() - 7_200,
+    });
+    let fake = FakeZendesk::start(data).await.expect("fake zendesk starts");
+    for page in [100usize, 1000] {
+        for latency in [0u64, 50] {
+            fake.set_latency(Duration::from_millis(latency));
+            let page_s = page.to_string();
+            let env = zendesk_env(&fake, &[("BRIDGE_PAGE_SIZE", page_s.as_str())]);
+            let f = match Function::start(&a.bin_dir.join("contacts"), "contacts", &env).await {
+                Ok(f) => f,
+                Err(e) => {
+                    r.line(format!("| {page} | {latency} ms | failed: {e} | | | | | |"));
+                    continue;
+                }
+            };
+            let _ = f.call("/contacts", &contacts_body(None)).await; // first invocation: caches warm
+            let (mut totals, mut waits, mut bytes, mut requests) = (vec![], vec![], 0usize, 0usize);
+            for _ in 0..reps {
+                fake.take_busy();
+                fake.clear_requests();
+                match f.call("/contacts", &contacts_body(None)).await {
+                    Ok((200, body, took)) => {
+                        totals.push(ms(took));
+                        waits.push(ms(fake.take_busy()));
+                        bytes = body.len();
+                        requests = fake.requests().len();
+                    }
+                    other => eprintln!("warm page {page}: {other:?}"),
+                }
+            }
+            if let Some(kib) = f.peak_rss_kib() {
+                rss.push((format!("contacts (warm, {page}-contact pages, {latency} ms upstream)"), kib));
+            }
+            let total = median(totals.clone());
+            let wait = median(waits.clone());
+            let overhead = median(totals.iter().zip(&waits).map(|(t, w)| t - w).collect());
+            r.line(format!(
+                "| {page} | {latency} ms | {total:.2} | {wait:.2} | {overhead:.2} | {:.1} % | {requests} | {bytes} |",
+                100.0 * overhead / total
+            ));
+        }
+    }
+    fake.set_latency(Duration::ZERO);
+    r.line("");
+}
+
+async fn full_sync(a: &Args, r: &mut Report, rss: &mut Vec<(String, u64)>) {
+    let users = if a.quick { 10_000 } else { 100_000 };
+    r.line(format!("## Full sync of {users} Zendesk users through the real `contacts` binary"));
+    r.line("");
+    let gen_started = Instant::now();
+    let data = fake_zendesk::generate(Generate {
+        users,
+        seed: 5,
+        latest: chrono::Utc::now().timestamp() - 7_200,
+    });
+    let live = data
+        .users
+        .values()
+        .filter(|u| u.active && !u.suspended && !u.purged && u.role == "end-user")
+        .count();
+    eprintln!("generated {users} users in {:.1} s", gen_started.elapsed().as_secs_f64());
+    let fake = FakeZendesk::start(data).await.expect("fake zendesk starts");
+    let env = zendesk_env(&fake, &[]);
+    let f = match Function::start(&a.bin_dir.join("contacts"), "contacts", &env).await {
+        Ok(f) => f,
+        Err(e) => {
+            r.line(format!("failed to start: {e}"));
+            return;
+        }
+    };
+    let started = Instant::now();
+    let mut offset: Option<String> = None;
+    let (mut round_trips, mut contacts, mut bytes, mut errors) = (0usize, 0usize, 0usize, 0usize);
+    loop {
+        match f.call("/contacts", &contacts_body(offset.as_deref())).await {
+            Ok((200, body, _)) => {
+                round_trips += 1;
+                bytes += body.len();
+                let v: Value = serde_json::from_str(&body).unwrap_or_default();
+                contacts += v["contacts"].as_array().map_or(0, Vec::len);
+                match v["next_offset"].as_str() {
+                    Some(o) => offset = Some(o.to_string()),
+                    None => break,
+                }
+            }
+            other => {
+                errors += 1;
+                eprintln!("full sync: {other:?}");
+                if errors > 20 {
+                    break;
+                }
+            }
+        }
+    }
+    let wall = started.elapsed();
+    let requests = fake.requests();
+    let export = requests.iter().filter(|q| q.path.contains("incremental")).count();
+    let orgs = requests.iter().filter(|q| q.path.contains("organizations")).count();
+    if let Some(kib) = f.peak_rss_kib() {
+        rss.push((format!("contacts (full sync of {users})"), kib));
+    }
+    r.line("| figure | value |");
+    r.line("|---|---:|");
+    r.line(format!("| Zendesk users (live end-users) | {users} ({live}) |"));
+    r.line(format!("| contacts returned | {contacts} |"));
+    r.line(format!("| Talkdesk round trips (invocations) | {round_trips} |"));
+    r.line(format!("| error responses | {errors} |"));
+    r.line(format!(
+        "| upstream requests | {} ({export} export pages, {orgs} organization batches) |",
+        requests.len()
+    ));
+    r.line(format!(
+        "| upstream requests per 1000 contacts | {:.2} |",
+        1000.0 * requests.len() as f64 / contacts.max(1) as f64
+    ));
+    r.line(format!("| bytes returned to Talkdesk | {bytes} ({:.1} MB) |", bytes as f64 / 1e6));
+    r.line(format!("| wall time | {:.2} s |", wall.as_secs_f64()));
+    r.line(format!("| contacts per second | {:.0} |", contacts as f64 / wall.as_secs_f64()));
+    r.line("");
+}
+
+fn screen_pop_data() -> (FakeData, Value) {
+    let mut data = FakeData::default();
+    let id = 5_000_001u64;
+    let mut u = FakeUser::end_user(id, "Screen Pop", 1_700_000_000);
+    u.email = Some("pop@example.com".into());
+    u.phone = Some("+14155550100".into());
+    let ids = [
+        ("email", "pop@example.com", true),
+        ("email", "pop.work@example.com", false),
+        ("email", "pop.home@example.com", false),
+        ("phone_number", "+14155550100", true),
+        ("phone_number", "+442079460123", false),
+    ];
+    u.identities = ids
+        .iter()
+        .enumerate()
+        .map(|(i, (kind, value, primary))| FakeIdentity {
+            id: 90 + i as u64,
+            kind: kind.to_string(),
+            value: value.to_string(),
+            primary: *primary,
+        })
+        .collect();
+    data.add_user(u);
+    for t in 0..5u64 {
+        data.tickets.push(fake_zendesk::FakeTicket {
+            id: 700 + t,
+            requester_id: id,
+            subject: Some(format!("Ticket {t}")),
+            description: "Hello".into(),
+            priority: Some("normal".into()),
+            status: "open".into(),
+            custom_status_id: None,
+            created_at: 1_699_000_000,
+            updated_at: 1_699_000_000 + t as i64,
+        });
+    }
+    let body = json!({
+        "auth": auth_json(),
+        "meta": {"interaction_types": ["ticket"]},
+        "data": {
+            "contact_emails": ["pop@example.com", "pop.work@example.com", "pop.home@example.com"],
+            "contact_phones": ["+1 415 555 0100", "+44 20 7946 0123"]
+        }
+    });
+    (data, body)
+}
+
+async fn screen_pop(a: &Args, r: &mut Report, rss: &mut Vec<(String, u64)>) {
+    let reps = if a.quick { 3 } else { 9 };
+    r.line("## Screen-pop: 3 emails + 2 phones at 100 ms upstream latency");
+    r.line("");
+    let (data, body) = screen_pop_data();
+    let fake = FakeZendesk::start(data).await.expect("fake zendesk starts");
+    fake.set_latency(Duration::from_millis(100));
+    let env = zendesk_env(&fake, &[]);
+    let f = match Function::start(&a.bin_dir.join("interactions"), "interactions", &env).await {
+        Ok(f) => f,
+        Err(e) => {
+            r.line(format!("failed to start: {e}"));
+            return;
+        }
+    };
+    let mut lat = vec![];
+    let mut found = 0;
+    let mut requests = vec![];
+    for _ in 0..reps {
+        fake.clear_requests();
+        match f.call("/interactions", &body).await {
+            Ok((200, b, took)) => {
+                lat.push(ms(took));
+                found = serde_json::from_str::<Value>(&b)
+                    .ok()
+                    .and_then(|v| v.as_array().map(Vec::len))
+                    .unwrap_or(0);
+                requests = fake.requests();
+            }
+            other => eprintln!("screen-pop: {other:?}"),
+        }
+    }
+    if let Some(kib) = f.peak_rss_kib() {
+        rss.push(("interactions (screen-pop)".into(), kib));
+    }
+    // The same requests, one after another.
+    let client = reqwest::Client::new();
+    let mut seq = vec![];
+    for _ in 0..reps.min(3) {
+        let started = Instant::now();
+        for q in &requests {
+            let url = format!("{}{}", fake.base_url(), q.path);
+            let mut req = client.get(url).query(&q.query);
+            if let Some(a) = &q.authorization {
+                req = req.header("authorization", a);
+            }
+            let _ = req.send().await.and_then(|r| r.error_for_status());
+        }
+        seq.push(ms(started.elapsed()));
+    }
+    let par = median(lat);
+    let sequential = median(seq);
+    r.line("| figure | value |");
+    r.line("|---|---:|");
+    r.line(format!("| interactions found | {found} |"));
+    r.line(format!("| upstream requests per lookup | {} |", requests.len()));
+    r.line(format!("| bridge latency, median of {reps} (ms) | {par:.1} |"));
+    r.line(format!("| the same requests one after another (ms) | {sequential:.1} |"));
+    r.line(format!("| ratio bridge / sequential | {:.2} |", par / sequential));
+    r.line("");
+}
+
+async fn load(r: &mut Report) {
+    r.line("## Load: 200 concurrent interaction lookups against the local server");
+    r.line("");
+    let (data, body) = screen_pop_data();
+    let fake = FakeZendesk::start(data).await.expect("fake zendesk starts");
+    fake.set_latency(Duration::from_millis(20));
+    let config = bridge_tests::config(&[
+        ("BRIDGE_CONNECTOR", "zendesk"),
+        ("BRIDGE_TOKEN_KEY", TOKEN_KEY),
+        ("ZENDESK_BASE_URL", fake.base_url().as_str()),
+    ]);
+    let connector = bridge::connectors::build(&config).expect("connector builds");
+    let app = Arc::new(bridge::App::new(config, connector).expect("app builds"));
+    let server = bridge_tests::local::serve(app).await.expect("local server starts");
+    let client = reqwest::Client::builder().pool_max_idle_per_host(256).build().expect("client");
+    let url = format!("{}/interactions", server.url());
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..200)
+        .map(|_| {
+            let client = client.clone();
+            let url = url.clone();
+            let body = body.to_string();
+            tokio::spawn(async move {
+                let t = Instant::now();
+                let r = client.post(url).header("content-type", "application/json").body(body).send().await;
+                let ok = match r {
+                    Ok(r) => r.status().is_success() && r.text().await.is_ok_and(|b| b.starts_with('[')),
+                    Err(_) => false,
+                };
+                (ok, ms(t.elapsed()))
+            })
+        })
+        .collect();
+    let mut lat = vec![];
+    let mut errors = 0;
+    for t in tasks {
+        match t.await {
+            Ok((ok, l)) => {
+                lat.push(l);
+                errors += usize::from(!ok);
+            }
+            Err(_) => errors += 1,
+        }
+    }
+    let wall = started.elapsed();
+    r.line("| figure | value |");
+    r.line("|---|---:|");
+    r.line("| concurrent lookups (3 emails + 2 phones each, 20 ms upstream latency) | 200 |");
+    r.line(format!("| errors | {errors} |"));
+    r.line(format!("| upstream requests | {} |", fake.requests().len()));
+    r.line(format!("| most upstream requests in flight | {} |", fake.max_in_flight()));
+    r.line(format!(
+        "| latency p50 / p99 / max (ms) | {:.1} / {:.1} / {:.1} |",
+        median(lat.clone()),
+        percentile(lat.clone(), 0.99),
+        percentile(lat, 1.0)
+    ));
+    r.line(format!("| wall time (ms) | {:.1} |", ms(wall)));
+    r.line("");
+}
+
+#[tokio::main]
+async fn main() {
+    let a = args();
+    for bin in ["contacts", "interactions", "hello-lambda"] {
+        if !a.bin_dir.join(bin).exists() {
+            eprintln!(
+                "{} is missing: run `cargo build --release -p contacts -p interactions -p bridge-tests` first (make bench does)",
+                a.bin_dir.join(bin).display()
+            );
+            std::process::exit(2);
+        }
+    }
+    let mut r = Report { md: String::new() };
+    r.line("# Benchmarks");
+    r.line("");
+    r.line("Written by `make bench` (`tests/src/bin/bench.rs`): the release binaries, unmodified, under a local Lambda Runtime API emulator (`tests/src/runtime_emulator.rs`) on 127.0.0.1, against the fake Zendesk. Figures from one run on one machine; they are not asserted anywhere.");
+    r.line("");
+    r.line(format!("Machine: {}.", machine()));
+    r.line(format!("Date: {}.", chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")));
+    r.line("");
+    let mut rss: Vec<(String, u64)> = vec![];
+    let fake = FakeZendesk::start(FakeData::default()).await.expect("fake zendesk starts");
+    cold_init(&a, &mut r, &fake, &mut rss).await;
+    drop(fake);
+    warm(&a, &mut r, &mut rss).await;
+    screen_pop(&a, &mut r, &mut rss).await;
+    full_sync(&a, &mut r, &mut rss).await;
+    load(&mut r).await;
+
+    // Peak RSS of an idle hello-world for reference.
+    if let Ok(mut f) = Function::start(&a.bin_dir.join("hello-lambda"), "hello-lambda", &[]).await {
+        let _ = f.call("/hello", &json!({})).await;
+        if let Some(kib) = f.peak_rss_kib() {
+            rss.push(("hello-lambda (one invocation)".into(), kib));
+        }
+        f.stop();
+    }
+    r.line("## Peak RSS (`VmHWM` from `/proc/<pid>/status`, read before the process is stopped)");
+    r.line("");
+    r.line("| process, during | peak RSS (MiB) |");
+    r.line("|---|---:|");
+    for (what, kib) in &rss {
+        r.line(format!("| {what} | {:.1} |", *kib as f64 / 1024.0));
+    }
+    r.line("");
+    r.line("## Binary sizes");
+    r.line("");
+    r.line("Host (x86_64) release builds with the workspace's default `[profile.release]`; `sam build` ships the same code cross-compiled for arm64 as `bootstrap`.");
+    r.line("");
+    r.line("| binary | size (MiB) |");
+    r.line("|---|---:|");
+    for bin in ["contacts", "interactions", "hello-lambda"] {
+        let size = std::fs::metadata(a.bin_dir.join(bin)).map(|m| m.len()).unwrap_or(0);
+        r.line(format!("| {bin} | {:.2} |", size as f64 / 1024.0 / 1024.0));
+    }
+    for (name, dir) in [("ContactsFunction", "contacts"), ("InteractionsFunction", "interactions")] {
+        let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../.aws-sam/build/{name}/bootstrap"));
+        if let Ok(m) = std::fs::metadata(&p) {
+            r.line(format!(
+                "| {dir} arm64 `bootstrap` (.aws-sam) | {:.2} |",
+                m.len() as f64 / 1024.0 / 1024.0
+            ));
+        }
+    }
+    r.line("");
+    if let Err(e) = std::fs::write(&a.out, &r.md) {
+        eprintln!("{}: {e}", a.out.display());
+        std::process::exit(1);
+    }
+    println!("wrote {}", a.out.display());
+}
