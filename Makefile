@@ -131,7 +131,8 @@ sam-build: venv
 FUZZ_ITERATIONS ?= 1000000
 
 # moto_server (from the venv) gives the SSM-prefetch cold-init figures; without it they are skipped.
-bench:
+# moto_server (for the SSM-prefetch cold starts) comes from the venv.
+bench: $(ALL_STAMP)
 	cargo build --release -p contacts -p interactions -p bridge-tests
 	target/release/bench --out BENCHMARKS.md
 
