@@ -34,7 +34,6 @@ use futures::StreamExt;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Map, Value};
-use tokio::sync::oneshot;
 
 /// Zendesk's API-token login the fake accepts by default.
 pub const EMAIL: &str = "admin@acme.test";
@@ -419,15 +418,7 @@ impl Shared {
 pub struct FakeZendesk {
     pub addr: SocketAddr,
     shared: Arc<Shared>,
-    stop: Option<oneshot::Sender<()>>,
-}
-
-impl Drop for FakeZendesk {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
+    _server: crate::server::Served,
 }
 
 impl FakeZendesk {
@@ -454,20 +445,12 @@ impl FakeZendesk {
             busy: Mutex::new((None, Duration::ZERO)),
         });
         let router = Router::new().fallback(handle).with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind(addr).await?;
-        let addr = listener.local_addr()?;
-        let (tx, rx) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await;
-        });
+        let server = crate::server::Served::start(router, addr).await?;
+        let addr = server.addr();
         Ok(FakeZendesk {
             addr,
             shared,
-            stop: Some(tx),
+            _server: server,
         })
     }
 

@@ -4,6 +4,7 @@ pub mod fake_zendesk;
 pub mod local;
 pub mod moto;
 pub mod runtime_emulator;
+pub mod server;
 pub mod sim;
 
 use std::collections::HashMap;

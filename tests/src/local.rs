@@ -4,31 +4,23 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::server::Served;
 use axum::body::Body as AxumBody;
 use axum::extract::{Request, State};
 use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
 use bridge::App;
-use tokio::sync::oneshot;
 
 /// A running local bridge; stops when dropped.
 pub struct LocalBridge {
     pub addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
+    _server: Served,
 }
 
 impl LocalBridge {
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
-    }
-}
-
-impl Drop for LocalBridge {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
     }
 }
 
@@ -67,15 +59,9 @@ pub async fn serve(app: Arc<App>) -> std::io::Result<LocalBridge> {
         .route("/contacts", post(contacts_route))
         .route("/interactions", post(interactions_route))
         .with_state(app);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let (tx, rx) = oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router)
-            .with_graceful_shutdown(async {
-                let _ = rx.await;
-            })
-            .await;
-    });
-    Ok(LocalBridge { addr, stop: Some(tx) })
+    let server = Served::local(router).await?;
+    Ok(LocalBridge {
+        addr: server.addr(),
+        _server: server,
+    })
 }

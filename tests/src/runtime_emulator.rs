@@ -52,15 +52,7 @@ pub struct RuntimeEmulator {
     shared: Arc<Shared>,
     submit: mpsc::UnboundedSender<Pending>,
     next_id: AtomicU64,
-    stop: Option<oneshot::Sender<()>>,
-}
-
-impl Drop for RuntimeEmulator {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
+    _server: crate::server::Served,
 }
 
 impl RuntimeEmulator {
@@ -79,22 +71,14 @@ impl RuntimeEmulator {
             .route(&format!("{BASE}/invocation/{{id}}/error"), post(error))
             .route(&format!("{BASE}/init/error"), post(init_error))
             .with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let (tx, rx) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await;
-        });
+        let server = crate::server::Served::local(router).await?;
+        let addr = server.addr();
         Ok(RuntimeEmulator {
             addr,
             shared,
             submit,
             next_id: AtomicU64::new(1),
-            stop: Some(tx),
+            _server: server,
         })
     }
 
