@@ -16,7 +16,7 @@ use crate::secrets::deployment::{DeploymentSecrets, SecretSet};
 use crate::secrets::inbound;
 use crate::secrets::ssm::SsmCache;
 use crate::secrets::Secret;
-use crate::sync::{self, Budget, PageLimits, TokenSigner};
+use crate::sync::{self, Budget, Pacer, PageLimits, TokenSigner};
 use crate::talkdesk::{self, ContactsResponse};
 
 /// Everything built once per container at cold start and borrowed by every invocation.
@@ -24,6 +24,8 @@ pub struct App {
     pub config: Config,
     pub connector: Arc<dyn Connector>,
     secrets: DeploymentSecrets,
+    /// Holds an account's upstream requests back while its provider's rate-limit window is spent.
+    pacer: Pacer,
     /// Write one EMF metrics line per invocation to stdout (deployments; `from_env` turns it on).
     emit_metrics: bool,
 }
@@ -53,6 +55,7 @@ impl App {
             config,
             connector,
             secrets,
+            pacer: Pacer::new(),
             emit_metrics: false,
         })
     }
@@ -64,6 +67,7 @@ impl App {
             config,
             connector,
             secrets,
+            pacer: Pacer::new(),
             emit_metrics: false,
         })
     }
@@ -71,6 +75,11 @@ impl App {
     /// The signer in force (read last; requests renew it after the TTL).
     pub fn signer(&self) -> TokenSigner {
         self.secrets.last().signer().clone()
+    }
+
+    /// The container's pacer: which accounts' upstream requests are held back, and until when.
+    pub fn pacer(&self) -> &Pacer {
+        &self.pacer
     }
 
     /// The deployment's secrets: where they come from, and those in force.
@@ -186,7 +195,16 @@ impl App {
                 source,
             })?;
         let run = sync::plan_run(checkpoint.as_ref(), offset, now, self.connector.indexing_lag());
-        let outcome = sync::sync_page(self.connector.as_ref(), &request.auth, run, self.page_limits(), budget).await?;
+        let outcome = sync::sync_page(sync::PageRequest {
+            connector: self.connector.as_ref(),
+            auth: &request.auth,
+            account: &account,
+            run,
+            limits: self.page_limits(),
+            budget,
+            pacer: &self.pacer,
+        })
+        .await?;
         let next_offset = outcome.next.as_ref().map(|n| signer.encode_offset(&account, n));
         let context = outcome.next.as_ref().map(|n| json!({"page": n.page}));
         let response = ContactsResponse {

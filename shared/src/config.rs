@@ -15,6 +15,11 @@ use crate::secrets::Secret;
 /// local sandbox and the sample events work out of the box, and is never accepted for a real connector.
 pub const SANDBOX_DEV_TOKEN_KEY: &str = "talkdesk-bridge-sandbox-development-key";
 
+/// The largest `BRIDGE_MAX_RESPONSE_BYTES`: Lambda refuses a response over 6,291,456 bytes, and the engine
+/// counts the response as sent (the body escaped inside the proxy envelope), keeping a margin for the
+/// envelope and the tokens.
+pub const MAX_RESPONSE_BYTES: usize = 6_000_000;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{name}: {problem}")]
@@ -63,11 +68,16 @@ pub struct Config {
     pub deployed: bool,
     /// `BRIDGE_DEFAULT_REGION` (default `US`): region of phone numbers written without a country code.
     pub default_region: Region,
-    /// `BRIDGE_PAGE_SIZE` (default 500): most contacts per Talkdesk page.
+    /// `BRIDGE_PAGE_SIZE` (default 1000, Zendesk's export page): most contacts per Talkdesk page. Pages are
+    /// made of whole upstream pages.
     pub page_size: usize,
+    /// `BRIDGE_PAGE_BUDGET_MS` (default 20000): how long one contacts page may take, measured from the
+    /// invocation's start; never more than the Lambda deadline and API Gateway's 29 s leave.
+    pub page_budget: Duration,
     /// `BRIDGE_TIME_MARGIN_MS` (default 3000): time kept in hand before the Lambda / API Gateway deadline.
     pub time_margin: Duration,
-    /// `BRIDGE_MAX_RESPONSE_BYTES` (default 5,000,000; Lambda's limit is 6 MB).
+    /// `BRIDGE_MAX_RESPONSE_BYTES` (default 5,000,000, at most [`MAX_RESPONSE_BYTES`]): cap on the Lambda
+    /// response as sent, whose limit is 6 MB (6,291,456 bytes).
     pub max_response_bytes: usize,
     /// `BRIDGE_MAX_INTERACTIONS` (default 100): most interactions per lookup.
     pub max_interactions: usize,
@@ -158,9 +168,18 @@ impl Config {
             inbound_tokens,
             deployed: get("AWS_LAMBDA_FUNCTION_NAME").is_some_and(|v| !v.trim().is_empty()),
             default_region,
-            page_size: parse_num(get, "BRIDGE_PAGE_SIZE", 500usize, 1)?,
+            page_size: parse_num(get, "BRIDGE_PAGE_SIZE", 1000usize, 1)?,
+            page_budget: Duration::from_millis(parse_num(get, "BRIDGE_PAGE_BUDGET_MS", 20_000u64, 1000)?),
             time_margin: Duration::from_millis(parse_num(get, "BRIDGE_TIME_MARGIN_MS", 3000u64, 0)?),
-            max_response_bytes: parse_num(get, "BRIDGE_MAX_RESPONSE_BYTES", 5_000_000usize, 1)?,
+            max_response_bytes: match parse_num(get, "BRIDGE_MAX_RESPONSE_BYTES", 5_000_000usize, 1)? {
+                n if n > MAX_RESPONSE_BYTES => {
+                    return Err(ConfigError::Invalid {
+                        name: "BRIDGE_MAX_RESPONSE_BYTES",
+                        problem: format!("at most {MAX_RESPONSE_BYTES} (Lambda refuses responses over 6,291,456 bytes), got {n}"),
+                    })
+                }
+                n => n,
+            },
             max_interactions: parse_num(get, "BRIDGE_MAX_INTERACTIONS", 100usize, 1)?,
             sandbox: SandboxConfig {
                 data_file: get("SANDBOX_DATA").filter(|v| !v.trim().is_empty()).map(PathBuf::from),
@@ -199,7 +218,8 @@ mod tests {
     fn defaults_run_the_sandbox_with_the_documented_limits() {
         let c = config(&[]).unwrap();
         assert_eq!(c.connector, ConnectorKind::Sandbox);
-        assert_eq!((c.page_size, c.max_response_bytes, c.max_interactions), (500, 5_000_000, 100));
+        assert_eq!((c.page_size, c.max_response_bytes, c.max_interactions), (1000, 5_000_000, 100));
+        assert_eq!(c.page_budget, Duration::from_secs(20));
         assert_eq!(c.time_margin, Duration::from_secs(3));
         assert_eq!(c.resolve_token_key().unwrap().expose(), SANDBOX_DEV_TOKEN_KEY);
     }
@@ -211,6 +231,8 @@ mod tests {
             (vec![("BRIDGE_DEFAULT_REGION", "XX")], "BRIDGE_DEFAULT_REGION"),
             (vec![("BRIDGE_PAGE_SIZE", "0")], "BRIDGE_PAGE_SIZE"),
             (vec![("BRIDGE_MAX_RESPONSE_BYTES", "lots")], "BRIDGE_MAX_RESPONSE_BYTES"),
+            (vec![("BRIDGE_MAX_RESPONSE_BYTES", "6000001")], "BRIDGE_MAX_RESPONSE_BYTES"),
+            (vec![("BRIDGE_PAGE_BUDGET_MS", "999")], "BRIDGE_PAGE_BUDGET_MS"),
             (vec![("BRIDGE_TOKEN_KEY", "short")], "BRIDGE_TOKEN_KEY"),
             (vec![("BRIDGE_SSM_PREFIX", "talkdesk-bridge/prod")], "BRIDGE_SSM_PREFIX"),
             (vec![("BRIDGE_SSM_PREFIX", "/talkdesk bridge")], "BRIDGE_SSM_PREFIX"),

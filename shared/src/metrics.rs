@@ -45,6 +45,13 @@ pub struct Invocation {
     pub rate_limited: usize,
     /// 1 when the page ended because the time budget ran out.
     pub budget_cuts: usize,
+    /// Waits for the provider's rate limit before a request, and their total length.
+    pub rate_waits: usize,
+    pub rate_wait_ms: usize,
+    /// 1 when the page ended because the provider's rate limit left no time for another request.
+    pub rate_limit_cuts: usize,
+    /// Rewinds after a connector broke its order.
+    pub rewinds: usize,
     /// Why the contacts page ended (a property, not a metric).
     pub stop: Option<StopReason>,
     pub hits: LookupHits,
@@ -63,6 +70,10 @@ const METRICS: &[Metric] = &[
     ("UpstreamRetries", "Count", |m| m.retries),
     ("Upstream429s", "Count", |m| m.rate_limited),
     ("BudgetCuts", "Count", |m| m.budget_cuts),
+    ("RateLimitWaits", "Count", |m| m.rate_waits),
+    ("RateLimitWaitMs", "Milliseconds", |m| m.rate_wait_ms),
+    ("RateLimitCuts", "Count", |m| m.rate_limit_cuts),
+    ("OrderRewinds", "Count", |m| m.rewinds),
     ("ExternalIdHits", "Count", |m| m.hits.external_id),
     ("EmailHits", "Count", |m| m.hits.email),
     ("PhoneHits", "Count", |m| m.hits.phone),
@@ -84,6 +95,10 @@ impl Invocation {
     pub fn with_page(mut self, stats: &PageStats) -> Self {
         self.pages = stats.upstream_calls;
         self.budget_cuts = usize::from(stats.stop == StopReason::TimeBudget);
+        self.rate_waits = stats.rate_waits;
+        self.rate_wait_ms = stats.rate_wait_ms as usize;
+        self.rate_limit_cuts = usize::from(stats.stop == StopReason::RateLimit);
+        self.rewinds = stats.rewinds;
         self.stop = Some(stats.stop);
         if self.upstream_calls == 0 {
             self.upstream_calls = stats.upstream_calls;
@@ -262,7 +277,7 @@ mod tests {
         for d in declared {
             let name = d["Name"].as_str().unwrap();
             assert!(v[name].is_u64(), "metric {name} has a numeric value in the document");
-            assert!(["Count", "Bytes"].contains(&d["Unit"].as_str().unwrap()));
+            assert!(["Count", "Bytes", "Milliseconds"].contains(&d["Unit"].as_str().unwrap()));
         }
         // EMF allows at most 100 metrics per directive and 30 dimensions per set.
         assert!(declared.len() <= 100);

@@ -27,28 +27,59 @@ impl ContactRecord {
     }
 }
 
-/// What the engine asks a connector for: records after `after` in `(updated_at, id)` order, updated no
-/// later than `until`, at most `limit` of them. A connector with a cursor of its own gets back the cursor it
-/// returned; it may then ignore `after` (the engine drops records at or before `after`).
+/// What the engine asks a connector for: one whole upstream page of at most `limit` records after `after`,
+/// updated no later than `until`, in the connector's [`Order`]. A connector with a cursor of its own gets
+/// back the cursor it returned; it may then ignore `after` (the engine drops records at or before `after`
+/// when it re-reads). Without a cursor it starts from `after`, and may include records of `after`'s own
+/// instant or second (the engine drops what it already returned).
 #[derive(Clone, Copy)]
 pub struct ContactQuery<'a> {
     pub after: Option<&'a Position>,
     pub cursor: Option<&'a str>,
     pub until: DateTime<Utc>,
+    /// The page size to ask the provider for: the connector's [`Connector::max_page_size`] unless the
+    /// deployment's Talkdesk page is smaller.
     pub limit: usize,
-    /// The page's time budget: a connector may wait out a `Retry-After` only while it lasts.
+    /// Only for [`Order::UpdatedAt`] connectors: return the records updated exactly at this instant whose id
+    /// comes after `after`'s id, ascending by id (the engine drains a tie larger than one upstream page).
+    pub only_at: Option<DateTime<Utc>>,
+    /// The page's time budget: a request should not outlive it.
     pub budget: &'a dyn crate::sync::Budget,
+}
+
+/// What a provider said of its rate limit on its last answer (e.g. Zendesk's
+/// `Zendesk-RateLimit-incremental-exports-cursor: total=10; remaining=3; resets=41`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    /// Requests still allowed in the current window.
+    pub remaining: u32,
+    /// When the window resets, from the moment of the answer.
+    pub resets_in: Duration,
 }
 
 /// One upstream page of contacts.
 #[derive(Debug, Clone, Default)]
 pub struct ContactBatch {
-    /// Ascending by `(updated_at, id)`.
+    /// In the connector's [`Order`]; the engine sorts each batch itself, so order within a batch is free.
     pub records: Vec<ContactRecord>,
     /// The provider's cursor for the page after this one, if it has cursors.
     pub next_cursor: Option<String>,
     /// True when nothing after these records is updated at or before `until`.
     pub done: bool,
+    /// The provider's rate-limit state after this request, when it says.
+    pub quota: Option<Quota>,
+}
+
+/// The order a connector's contact stream follows across requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Order {
+    /// Ascending `(updated_at, id)`: a cursor continues right after the last record returned, and nothing
+    /// at or before it comes later. The engine still checks, and rewinds when a record breaks the promise.
+    #[default]
+    Strict,
+    /// Ascending `updated_at` only: records sharing an instant come in any id order, also across requests.
+    /// The connector resumes from an instant (inclusive) and supports [`ContactQuery::only_at`].
+    UpdatedAt,
 }
 
 /// How Talkdesk identified the person, with phones already in E.164.
@@ -102,6 +133,13 @@ pub enum ConnectorError {
     Timeout { system: &'static str },
     #[error("{message}")]
     BadGateway { message: String },
+    /// The provider refused the cursor it issued (expired, or no longer valid): the engine restarts from the
+    /// keyset position instead. Answered 502 only if it ever escapes the engine.
+    #[error("{system} refused its own cursor")]
+    CursorRejected { system: &'static str },
+    /// The provider refused a request that will not succeed if repeated; the message says what to do.
+    #[error("{message}")]
+    Rejected { message: String },
 }
 
 impl ConnectorError {
@@ -149,6 +187,11 @@ pub trait Connector: Send + Sync {
     /// The most records one upstream request may return.
     fn max_page_size(&self) -> usize;
 
+    /// The order of the contact stream across requests (see [`Order`]).
+    fn order(&self) -> Order {
+        Order::Strict
+    }
+
     /// How long after a change the system's listing may still miss it. Each sync run stops at
     /// `run start - lag` so a late-indexed change is picked up by the next run.
     fn indexing_lag(&self) -> Duration;
@@ -163,7 +206,8 @@ pub trait Connector: Send + Sync {
     /// offsets and checkpoints can be bound to it.
     fn account(&self, auth: &Auth) -> Result<String, ConnectorError>;
 
-    /// One upstream page of contacts, as described by [`ContactQuery`].
+    /// One upstream page of contacts, as described by [`ContactQuery`]. A rate limit is reported, not waited
+    /// out ([`ConnectorError::RateLimited`], [`ContactBatch::quota`]): the engine paces every connector.
     async fn contacts(&self, auth: &Auth, query: &ContactQuery<'_>) -> Result<ContactBatch, ConnectorError>;
 
     /// Every interaction of the given types with the person identified by the query. The engine merges,

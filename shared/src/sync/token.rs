@@ -56,6 +56,14 @@ pub struct OffsetState {
     /// Pages already returned in this run.
     #[serde(rename = "p", default)]
     pub page: u32,
+    /// The cursor continues right after `after`: nothing at or before `after` may come back (when it does,
+    /// the connector broke its order and the engine rewinds). False when the next request re-reads.
+    #[serde(rename = "v", default, skip_serializing_if = "std::ops::Not::not")]
+    pub continues: bool,
+    /// Draining the records of this instant (microseconds) in id order, for a connector ordered by
+    /// `updated_at` alone whose tie is larger than one upstream page.
+    #[serde(rename = "d", default, skip_serializing_if = "Option::is_none")]
+    pub tie: Option<i64>,
 }
 
 /// Where the next incremental sync starts. Carried in `synchronization_checkpoint`.
@@ -257,6 +265,8 @@ mod tests {
             }),
             cursor: Some("MTY5NDMwMzUyNi4wfHw2MTMwODY5MTY4OTIyfA==".into()),
             page: 3,
+            continues: true,
+            tie: Some(1_600_000_000_000_000),
         }
     }
 
