@@ -259,6 +259,7 @@ impl Connector for Sandbox {
             records,
             next_cursor: None,
             done,
+            quota: None,
         })
     }
 

@@ -308,10 +308,9 @@ impl Connector for Zendesk {
 
     async fn contacts(&self, auth: &Auth, query: &ContactQuery<'_>) -> Result<ContactBatch, ConnectorError> {
         let creds = Credentials::from_auth(auth)?;
-        let patience = Patience::Budget(query.budget);
         let mut params = vec![
             ("per_page", query.limit.clamp(1, MAX_EXPORT_PAGE).to_string()),
-            ("include", "identities".to_string()),
+            ("include", "identities,organizations".to_string()),
         ];
         match query.cursor {
             Some(cursor) => params.push(("cursor", cursor.to_string())),
@@ -320,13 +319,20 @@ impl Connector for Zendesk {
                 mapping::export_start_time(query.after.map(|p| p.ts), chrono::Utc::now()).to_string(),
             )),
         }
-        let page: ExportPage = self
+        // The engine paces the export under Zendesk's rate limit: a 429 comes back to it at once.
+        let (page, quota) = self
             .http
-            .get(&creds, "/api/v2/incremental/users/cursor", &params, Op::UserExport, patience)
-            .await?
-            .ok_or_else(|| ConnectorError::BadGateway {
-                message: "Zendesk answered 404 to the incremental user export; check the subdomain".into(),
-            })?;
+            .get_with_quota::<ExportPage>(
+                &creds,
+                "/api/v2/incremental/users/cursor",
+                &params,
+                Op::UserExport,
+                Patience::Caller(query.budget),
+            )
+            .await?;
+        let page = page.ok_or_else(|| ConnectorError::BadGateway {
+            message: "Zendesk answered 404 to the incremental user export; check the subdomain".into(),
+        })?;
 
         let mut skipped: HashMap<&'static str, Vec<u64>> = HashMap::new();
         let mut live: Vec<(&User, chrono::DateTime<chrono::Utc>)> = Vec::with_capacity(page.users.len());
@@ -352,7 +358,17 @@ impl Connector for Zendesk {
             .into_iter()
             .collect();
         org_ids.sort_unstable();
-        let orgs = self.organizations(&creds, org_ids, patience).await?;
+        // Names come with the page (`include=organizations`); only organizations it lacks are looked up.
+        let mut orgs: HashMap<u64, Option<String>> = HashMap::new();
+        if let Some(sideloaded) = &page.organizations {
+            let names: HashMap<u64, Option<String>> = sideloaded.iter().map(|o| (o.id, o.name.clone())).collect();
+            self.remember_orgs(creds.subdomain(), &names);
+            orgs.extend(names);
+        }
+        org_ids.retain(|id| !orgs.contains_key(id));
+        if !org_ids.is_empty() {
+            orgs.extend(self.organizations(&creds, org_ids, Patience::Budget(query.budget)).await?);
+        }
         let identities = page.identities.as_deref().map(mapping::identities_by_user).unwrap_or_default();
         let agent_base = creds.agent_base();
         let records = live
@@ -377,6 +393,7 @@ impl Connector for Zendesk {
             records,
             next_cursor: page.after_cursor,
             done: page.end_of_stream || past_until,
+            quota,
         })
     }
 
