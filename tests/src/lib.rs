@@ -41,6 +41,11 @@ pub fn sandbox_app_with(
     (app, store)
 }
 
+/// An app on `connector` with the configuration the pairs give.
+pub fn app_on(pairs: &[(&str, &str)], connector: Arc<dyn bridge::connectors::Connector>) -> App {
+    App::new(config(pairs), connector).expect("app builds")
+}
+
 /// An app on the default generated sandbox.
 pub fn sandbox_app(pairs: &[(&str, &str)]) -> (App, Arc<SandboxStore>) {
     sandbox_app_with(

@@ -361,19 +361,32 @@ async fn zendesk_requests_leak_no_secret_on_success_or_any_upstream_failure() {
     let faults = [
         (Fault::unauthorized(), 401),
         (Fault::forbidden(), 403),
-        (Fault::rate_limited("120"), 503),
         (Fault::status(500), 502),
         (Fault::unavailable(None), 503),
         (Fault::html(500), 502),
         (Fault::malformed_json(), 502),
         (Fault::Delay(Duration::from_millis(900)), 504),
         (Fault::Redirect("http://127.0.0.1:9/steal".into()), 502),
+        // Last: the account's contacts are held back for the 120 s that Zendesk asked for.
+        (Fault::rate_limited("120"), 503),
     ];
     let body = json!({"auth": api_auth, "meta": {}});
     let lookup = json!({"auth": api_auth, "data": {"contact_external_id": "1"}});
     for (fault, status) in faults {
-        fake.fail_next(1, fault.clone());
-        assert_eq!(contacts(&app, &mut seen, &body, Some(ENV_INBOUND_A)).await.0, status, "{fault:?}");
+        // A contacts page tries a transient failure once more, and answers a rate limit with an empty page
+        // that resumes (not an error) while a shorter page is possible.
+        fake.fail_next(2, fault.clone());
+        let contacts_status = if status == 503 && matches!(&fault, Fault::Respond { status: 429, .. }) {
+            200
+        } else {
+            status
+        };
+        assert_eq!(
+            contacts(&app, &mut seen, &body, Some(ENV_INBOUND_A)).await.0,
+            contacts_status,
+            "{fault:?}"
+        );
+        fake.clear_faults();
         fake.fail_next(1, fault.clone());
         assert_eq!(
             interactions(&app, &mut seen, &lookup, Some(ENV_INBOUND_A)).await,
@@ -417,6 +430,8 @@ async fn zendesk_requests_leak_no_secret_on_success_or_any_upstream_failure() {
         (fake_zendesk::auth_json(), Some(WRONG_TOKEN), 401),
         (fake_zendesk::auth_json(), None, 401),
     ];
+    // The 429 above holds the account's contact syncs for 120 s; these cases need Zendesk to answer.
+    app.pacer().clear();
     for (auth, bearer, status) in cases {
         let body = json!({"auth": auth, "meta": {}});
         assert_eq!(contacts(&app, &mut seen, &body, bearer).await.0, status, "{auth}");
