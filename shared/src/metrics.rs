@@ -45,6 +45,9 @@ pub struct Invocation {
     pub rate_limited: usize,
     /// 1 when the page ended because the time budget ran out.
     pub budget_cuts: usize,
+    /// 1 when the request was served with secrets past their TTL because SSM could not be read (the
+    /// outage grace of `BRIDGE_SSM_STALE_GRACE_SECS`).
+    pub stale_secrets: usize,
     /// Why the contacts page ended (a property, not a metric).
     pub stop: Option<StopReason>,
     pub hits: LookupHits,
@@ -63,6 +66,7 @@ const METRICS: &[Metric] = &[
     ("UpstreamRetries", "Count", |m| m.retries),
     ("Upstream429s", "Count", |m| m.rate_limited),
     ("BudgetCuts", "Count", |m| m.budget_cuts),
+    ("StaleSecrets", "Count", |m| m.stale_secrets),
     ("ExternalIdHits", "Count", |m| m.hits.external_id),
     ("EmailHits", "Count", |m| m.hits.email),
     ("PhoneHits", "Count", |m| m.hits.phone),
@@ -96,6 +100,7 @@ impl Invocation {
         self.retries = counts.retries;
         self.rate_limited = counts.rate_limited;
         self.hits = counts.hits;
+        self.stale_secrets = counts.stale_secrets;
         self
     }
 
@@ -151,6 +156,8 @@ pub struct Upstream {
     pub rate_limited: usize,
     /// Which identifiers found something (interaction lookups).
     pub hits: LookupHits,
+    /// Requests served with secrets past their TTL (0 or 1 per invocation).
+    pub stale_secrets: usize,
 }
 
 /// Counters a connector's HTTP client bumps while an invocation runs.
@@ -160,6 +167,7 @@ pub struct UpstreamCounters {
     retries: AtomicUsize,
     rate_limited: AtomicUsize,
     hits: [AtomicUsize; 3],
+    stale_secrets: AtomicUsize,
 }
 
 impl UpstreamCounters {
@@ -173,6 +181,7 @@ impl UpstreamCounters {
                 email: self.hits[1].load(Ordering::Relaxed),
                 phone: self.hits[2].load(Ordering::Relaxed),
             },
+            stale_secrets: self.stale_secrets.load(Ordering::Relaxed),
         }
     }
 }
@@ -208,6 +217,11 @@ pub fn note_rate_limited() {
     bump(|c| &c.rate_limited);
 }
 
+/// The request is served with secrets past their TTL, SSM being unreachable.
+pub fn note_stale_secrets() {
+    bump(|c| &c.stale_secrets);
+}
+
 /// What a lookup's identifiers found.
 pub fn note_hits(hits: LookupHits) {
     let _ = UPSTREAM.try_with(|c| {
@@ -238,6 +252,7 @@ mod tests {
                 email: 2,
                 phone: 3,
             },
+            stale_secrets: 1,
         })
         .with_page(&PageStats {
             upstream_calls: 4,
@@ -281,6 +296,7 @@ mod tests {
         assert_eq!(v["ExternalIdHits"], 1);
         assert_eq!(v["EmailHits"], 2);
         assert_eq!(v["PhoneHits"], 3);
+        assert_eq!(v["StaleSecrets"], 1);
         assert_eq!(v["ServerErrors"], 0);
         assert_eq!(v["StatusCode"], 200);
         assert_eq!(v["Stop"], "time_budget");
@@ -319,6 +335,7 @@ mod tests {
             note_upstream_call();
             note_retry();
             note_rate_limited();
+            note_stale_secrets();
             note_hits(LookupHits {
                 external_id: 0,
                 email: 2,
@@ -338,6 +355,7 @@ mod tests {
                     email: 2,
                     phone: 1
                 },
+                stale_secrets: 1,
             }
         );
         assert_eq!(b.calls, 1);
