@@ -543,7 +543,9 @@ impl DeploymentSecrets {
             (Plan::ServeStale, set) => return Ok(self.stale(source, set)),
             (Plan::Read, _) => {}
         }
-        match self.shared.read(source).await {
+        // Boxed: the read (SDK call included) is a deep future that most requests never poll, and without
+        // the box its layout nests into every handler's future.
+        match Box::pin(self.shared.read(source)).await {
             Ok(set) => Ok(set),
             Err(_) => match self.shared.plan(source) {
                 (Plan::ServeStale, set) => Ok(self.stale(source, set)),
