@@ -321,8 +321,8 @@ impl Timing {
                 }
             }
             // Only a recent outage seen once the TTL had passed counts: a background read that failed
-            // earlier (or was cut by a freeze) does not spare the first request after the TTL its own read,
-            // and neither does an outage that may have ended since.
+            // before the TTL does not spare the first request after it its own read, and neither does an
+            // outage that may have ended since.
             Some(Failure::Outage { at })
                 if at.saturating_duration_since(read_at) >= self.ttl
                     && now.saturating_duration_since(at) < OUTAGE_RECHECK
