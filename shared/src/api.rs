@@ -60,7 +60,8 @@ impl App {
         })
     }
 
-    /// An app whose secrets are read from SSM through `cache`, now (INIT) and again after the TTL.
+    /// An app whose secrets are read from SSM through `cache`, now (INIT) and again around each TTL,
+    /// riding out SSM outages for `BRIDGE_SSM_STALE_GRACE_SECS` (see [`crate::secrets::deployment`]).
     pub async fn with_ssm(config: Config, connector: Arc<dyn Connector>, cache: SsmCache) -> Result<Self, ConfigError> {
         let secrets = DeploymentSecrets::from_ssm(&config, connector.as_ref(), cache).await?;
         Ok(App {
@@ -87,8 +88,9 @@ impl App {
         &self.secrets
     }
 
-    /// Lets the caller in, or not: the secrets in force, the body parsed as a JSON object (nothing more)
-    /// with `auth.bridge_token` taken out, then the presented tokens checked against the inbound tokens.
+    /// Lets the caller in, or not: the secrets in force (503 when SSM holds an invalid value, or has been
+    /// unreachable past the TTL and the grace), the body parsed as a JSON object (nothing more) with
+    /// `auth.bridge_token` taken out, then the presented tokens checked against the inbound tokens.
     async fn admit(&self, bearer: Option<&str>, body: &[u8]) -> Result<(Map<String, Value>, Arc<SecretSet>), ApiError> {
         let secrets = self.secrets.current().await.map_err(|_| ApiError::ConfigStoreUnavailable)?;
         let mut root = talkdesk::parse_body(body)?;

@@ -61,10 +61,17 @@ pub struct Config {
     /// `BRIDGE_SSM_TTL_SECS` (default 300): how long SSM values are used before they are read again; `0`
     /// disables caching.
     pub ssm_ttl: Duration,
+    /// `BRIDGE_SSM_STALE_GRACE_SECS` (default 3600): how long after their TTL the last values read from
+    /// SSM keep serving while SSM cannot be reached (outages only; `0`: never).
+    pub ssm_stale_grace: Duration,
     /// `BRIDGE_INBOUND_TOKENS`: bridge tokens callers must present, for local runs (SSM `inbound-tokens`
     /// replaces them). Empty: no authentication.
     pub inbound_tokens: InboundTokens,
-    /// True inside Lambda (`AWS_LAMBDA_FUNCTION_NAME` is set).
+    /// `BRIDGE_ALLOW_UNAUTHENTICATED` (default `false`): `true` lets a deployment start without inbound
+    /// tokens, because another layer authenticates callers. See [`Config::requires_inbound_tokens`].
+    pub allow_unauthenticated: bool,
+    /// True inside Lambda, or under a local Lambda emulator (`AWS_LAMBDA_FUNCTION_NAME` is set; `cargo
+    /// lambda watch`, behind `make run`, sets it too).
     pub deployed: bool,
     /// `BRIDGE_DEFAULT_REGION` (default `US`): region of phone numbers written without a country code.
     pub default_region: Region,
@@ -99,6 +106,19 @@ where
                 problem: format!("expected a whole number of at least {min}, got `{v}`"),
             }),
         },
+    }
+}
+
+/// Reads a `true` / `false` setting (any case; unset or empty is `default`).
+fn parse_bool(get: &dyn Fn(&str) -> Option<String>, name: &'static str, default: bool) -> Result<bool, ConfigError> {
+    match get(name).map(|v| v.trim().to_ascii_lowercase()).filter(|v| !v.is_empty()) {
+        None => Ok(default),
+        Some(v) if v == "true" => Ok(true),
+        Some(v) if v == "false" => Ok(false),
+        Some(v) => Err(ConfigError::Invalid {
+            name,
+            problem: format!("expected `true` or `false`, got `{v}`"),
+        }),
     }
 }
 
@@ -165,7 +185,9 @@ impl Config {
             token_key,
             ssm_prefix,
             ssm_ttl: Duration::from_secs(parse_num(get, "BRIDGE_SSM_TTL_SECS", 300u64, 0)?),
+            ssm_stale_grace: Duration::from_secs(parse_num(get, "BRIDGE_SSM_STALE_GRACE_SECS", 3600u64, 0)?),
             inbound_tokens,
+            allow_unauthenticated: parse_bool(get, "BRIDGE_ALLOW_UNAUTHENTICATED", false)?,
             deployed: get("AWS_LAMBDA_FUNCTION_NAME").is_some_and(|v| !v.trim().is_empty()),
             default_region,
             page_size: parse_num(get, "BRIDGE_PAGE_SIZE", 1000usize, 1)?,
@@ -188,6 +210,26 @@ impl Config {
             },
             zendesk: crate::connectors::zendesk::ZendeskConfig::from_lookup(get)?,
         })
+    }
+
+    /// Whether this configuration is a deployment reachable by anyone who learns its URL: one that reads
+    /// its secrets from SSM (`BRIDGE_SSM_PREFIX` set), or that runs on Lambda with a connector other than
+    /// the sandbox.
+    ///
+    /// The sandbox on Lambda without an SSM prefix is left out on purpose: `make run` serves the real
+    /// binaries through `cargo lambda watch`, which sets `AWS_LAMBDA_FUNCTION_NAME` like Lambda does, and
+    /// `sam local invoke` with `env.json` does the same; both must work without any token, and the sandbox
+    /// holds no real data nor reaches any external system. Every stack of `template.yaml` sets
+    /// `BRIDGE_SSM_PREFIX`, so a deployed sandbox is covered by the first rule.
+    pub fn is_deployment(&self) -> bool {
+        self.ssm_prefix.is_some() || (self.deployed && self.connector != ConnectorKind::Sandbox)
+    }
+
+    /// Whether the bridge must refuse to start (and a renewed read of its secrets must close the door)
+    /// without inbound tokens: a deployment, unless `BRIDGE_ALLOW_UNAUTHENTICATED=true` says that another
+    /// layer authenticates callers.
+    pub fn requires_inbound_tokens(&self) -> bool {
+        self.is_deployment() && !self.allow_unauthenticated
     }
 
     /// The key that signs offsets and checkpoints: the configured one, or for the sandbox alone the
@@ -239,6 +281,8 @@ mod tests {
             (vec![("BRIDGE_SSM_PREFIX", "/a//b")], "BRIDGE_SSM_PREFIX"),
             (vec![("BRIDGE_SSM_TTL_SECS", "-1")], "BRIDGE_SSM_TTL_SECS"),
             (vec![("BRIDGE_INBOUND_TOKENS", "short-token")], "BRIDGE_INBOUND_TOKENS"),
+            (vec![("BRIDGE_SSM_STALE_GRACE_SECS", "an hour")], "BRIDGE_SSM_STALE_GRACE_SECS"),
+            (vec![("BRIDGE_ALLOW_UNAUTHENTICATED", "yes")], "BRIDGE_ALLOW_UNAUTHENTICATED"),
         ] {
             let err = config(&pairs).unwrap_err().to_string();
             assert!(err.starts_with(name), "{err}");
@@ -251,6 +295,35 @@ mod tests {
         assert_eq!(c.ssm_prefix, None);
         assert_eq!(c.ssm_ttl, Duration::from_secs(300));
         assert!(!c.inbound_tokens.required() && !c.deployed);
+        assert_eq!(c.ssm_stale_grace, Duration::from_secs(3600));
+        assert!(!c.allow_unauthenticated);
+    }
+
+    #[test]
+    fn a_deployment_is_an_ssm_prefix_or_lambda_with_a_real_connector_and_must_authenticate_unless_allowed() {
+        let lambda = ("AWS_LAMBDA_FUNCTION_NAME", "contacts");
+        let prefix = ("BRIDGE_SSM_PREFIX", "/talkdesk-bridge/prod");
+        let zendesk = ("BRIDGE_CONNECTOR", "zendesk");
+        let allow = ("BRIDGE_ALLOW_UNAUTHENTICATED", "TRUE");
+        for (pairs, deployment) in [
+            (vec![], false),
+            (vec![zendesk], false),
+            // `make run` (cargo lambda watch) and `sam local invoke` with env.json: the sandbox on "Lambda".
+            (vec![lambda], false),
+            (vec![lambda, ("BRIDGE_SSM_PREFIX", "")], false),
+            (vec![lambda, zendesk], true),
+            (vec![prefix], true),
+            (vec![prefix, lambda], true),
+            (vec![prefix, zendesk], true),
+        ] {
+            let c = config(&pairs).unwrap();
+            assert_eq!(c.is_deployment(), deployment, "{pairs:?}");
+            assert_eq!(c.requires_inbound_tokens(), deployment, "{pairs:?}");
+            let mut allowed = pairs.clone();
+            allowed.push(allow);
+            let c = config(&allowed).unwrap();
+            assert!(c.allow_unauthenticated && !c.requires_inbound_tokens(), "{allowed:?}");
+        }
     }
 
     #[test]

@@ -52,6 +52,9 @@ pub struct Invocation {
     pub rate_limit_cuts: usize,
     /// Rewinds after a connector broke its order.
     pub rewinds: usize,
+    /// 1 when the request was served with secrets past their TTL because SSM could not be read (the
+    /// outage grace of `BRIDGE_SSM_STALE_GRACE_SECS`).
+    pub stale_secrets: usize,
     /// Why the contacts page ended (a property, not a metric).
     pub stop: Option<StopReason>,
     pub hits: LookupHits,
@@ -74,6 +77,7 @@ const METRICS: &[Metric] = &[
     ("RateLimitWaitMs", "Milliseconds", |m| m.rate_wait_ms),
     ("RateLimitCuts", "Count", |m| m.rate_limit_cuts),
     ("OrderRewinds", "Count", |m| m.rewinds),
+    ("StaleSecrets", "Count", |m| m.stale_secrets),
     ("ExternalIdHits", "Count", |m| m.hits.external_id),
     ("EmailHits", "Count", |m| m.hits.email),
     ("PhoneHits", "Count", |m| m.hits.phone),
@@ -111,6 +115,7 @@ impl Invocation {
         self.retries = counts.retries;
         self.rate_limited = counts.rate_limited;
         self.hits = counts.hits;
+        self.stale_secrets = counts.stale_secrets;
         self
     }
 
@@ -166,6 +171,8 @@ pub struct Upstream {
     pub rate_limited: usize,
     /// Which identifiers found something (interaction lookups).
     pub hits: LookupHits,
+    /// Requests served with secrets past their TTL (0 or 1 per invocation).
+    pub stale_secrets: usize,
 }
 
 /// Counters a connector's HTTP client bumps while an invocation runs.
@@ -175,6 +182,7 @@ pub struct UpstreamCounters {
     retries: AtomicUsize,
     rate_limited: AtomicUsize,
     hits: [AtomicUsize; 3],
+    stale_secrets: AtomicUsize,
 }
 
 impl UpstreamCounters {
@@ -188,6 +196,7 @@ impl UpstreamCounters {
                 email: self.hits[1].load(Ordering::Relaxed),
                 phone: self.hits[2].load(Ordering::Relaxed),
             },
+            stale_secrets: self.stale_secrets.load(Ordering::Relaxed),
         }
     }
 }
@@ -223,6 +232,11 @@ pub fn note_rate_limited() {
     bump(|c| &c.rate_limited);
 }
 
+/// The request is served with secrets past their TTL, SSM being unreachable.
+pub fn note_stale_secrets() {
+    bump(|c| &c.stale_secrets);
+}
+
 /// What a lookup's identifiers found.
 pub fn note_hits(hits: LookupHits) {
     let _ = UPSTREAM.try_with(|c| {
@@ -253,6 +267,7 @@ mod tests {
                 email: 2,
                 phone: 3,
             },
+            stale_secrets: 1,
         })
         .with_page(&PageStats {
             upstream_calls: 4,
@@ -296,6 +311,7 @@ mod tests {
         assert_eq!(v["ExternalIdHits"], 1);
         assert_eq!(v["EmailHits"], 2);
         assert_eq!(v["PhoneHits"], 3);
+        assert_eq!(v["StaleSecrets"], 1);
         assert_eq!(v["ServerErrors"], 0);
         assert_eq!(v["StatusCode"], 200);
         assert_eq!(v["Stop"], "time_budget");
@@ -334,6 +350,7 @@ mod tests {
             note_upstream_call();
             note_retry();
             note_rate_limited();
+            note_stale_secrets();
             note_hits(LookupHits {
                 external_id: 0,
                 email: 2,
@@ -353,6 +370,7 @@ mod tests {
                     email: 2,
                     phone: 1
                 },
+                stale_secrets: 1,
             }
         );
         assert_eq!(b.calls, 1);

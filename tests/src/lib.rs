@@ -6,6 +6,7 @@ pub mod moto;
 pub mod runtime_emulator;
 pub mod server;
 pub mod sim;
+pub mod ssm_gate;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -492,7 +492,7 @@ async fn secrets_from_ssm_leak_nowhere_from_init_through_rotation_to_an_outage()
     assert_eq!(contacts(&app, &mut seen, &resume, Some(SSM_INBOUND_NEW)).await.0, 200);
     assert_eq!(contacts(&app, &mut seen, &resume, Some(SSM_INBOUND_OLD)).await.0, 401);
 
-    // A value made invalid, then SSM down: 503 after the TTL, and INIT refused.
+    // A value made invalid: 503. SSM down: the grace, then 503, and INIT refused.
     server.put_secure(&name("token-key"), "short").await;
     clock.advance(TTL);
     assert_eq!(contacts(&app, &mut seen, &resume, Some(SSM_INBOUND_NEW)).await.0, 503);
@@ -502,12 +502,20 @@ async fn secrets_from_ssm_leak_nowhere_from_init_through_rotation_to_an_outage()
     let down = cache();
     server.stop();
     clock.advance(TTL);
+    assert_eq!(
+        contacts(&app, &mut seen, &resume, Some(SSM_INBOUND_NEW)).await.0,
+        200,
+        "the last values serve through the outage grace"
+    );
+    clock.advance(app.secrets().stale_grace());
     assert_eq!(contacts(&app, &mut seen, &resume, Some(SSM_INBOUND_NEW)).await.0, 503);
     let err = App::with_ssm(config(), connector, down).await.err().expect("SSM is down");
     seen.text(format!("{err} {err:?}"));
     let logs = capture().logs();
     assert!(
-        logs.contains("transmitting request") && logs.contains("secrets could not be renewed"),
+        logs.contains("transmitting request")
+            && logs.contains("secrets could not be renewed")
+            && logs.contains("secrets served past their TTL"),
         "the SDK's TRACE lines and the bridge's own are captured"
     );
 
