@@ -220,7 +220,8 @@ async fn a_person_found_by_primary_email_and_phone_is_fetched_once_and_a_loose_m
 async fn a_100000_entry_list_is_deduplicated_capped_and_stays_within_the_request_bound() {
     let fake = FakeZendesk::start(people()).await.unwrap();
     let app = app(&fake, &[]);
-    // 30 distinct emails, each 100 times in two cases; 30 distinct phones; 96,970 copies of `1`.
+    // 30 distinct emails, each 100 times in two cases; 30 distinct phones, each in two formats; 96,940
+    // copies of `1` (not a phone number).
     let mut emails: Vec<Value> = Vec::new();
     for round in 0..100 {
         for n in 0..30 {
@@ -232,8 +233,15 @@ async fn a_100000_entry_list_is_deduplicated_capped_and_stays_within_the_request
             emails.push(json!(if round % 2 == 0 { e } else { e.to_uppercase() }));
         }
     }
-    let mut phones: Vec<Value> = (0..30).map(|n| json!(format!("+1415555{:04}", 1000 + n))).collect();
-    phones.extend(std::iter::repeat_n(json!(1), 96_970));
+    let mut phones: Vec<Value> = (0..30)
+        .flat_map(|n| {
+            [
+                json!(format!("+1415555{:04}", 1000 + n)),
+                json!(format!("(415) 555-{:04}", 1000 + n)),
+            ]
+        })
+        .collect();
+    phones.extend(std::iter::repeat_n(json!(1), 96_940));
     assert_eq!(emails.len() + phones.len(), 100_000);
     let body = json!({"auth": auth_json(), "meta": {"interaction_types": ["ticket"]}, "data": {"contact_emails": emails, "contact_phones": phones}}).to_string();
     assert!(body.len() < 256 * 1024, "the body is {} bytes", body.len());
