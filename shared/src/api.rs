@@ -122,13 +122,26 @@ impl App {
         self.contacts_as(bearer, req.body().as_ref(), budget, now).await.into_http()
     }
 
-    /// `POST /interactions` from an HTTP request.
+    /// `POST /interactions` from an HTTP request, with API Gateway's 29 s as the outer deadline.
     pub async fn handle_interactions<B: AsRef<[u8]>>(&self, req: &http::Request<B>) -> http::Response<String> {
+        let budget = self.gateway_deadline();
+        self.handle_interactions_within(req, &budget).await
+    }
+
+    /// `POST /interactions` from an HTTP request; the lookup ends by `BRIDGE_LOOKUP_BUDGET_MS` or by what
+    /// `budget` (the Lambda deadline) leaves, whichever comes first.
+    pub async fn handle_interactions_within<B: AsRef<[u8]>>(&self, req: &http::Request<B>, budget: &dyn Budget) -> http::Response<String> {
         if req.method() != http::Method::POST {
             return ApiError::MethodNotAllowed.to_response().into_http();
         }
         let bearer = inbound::bearer(req.headers());
-        self.interactions_as(bearer, req.body().as_ref()).await.into_http()
+        self.interactions_as(bearer, req.body().as_ref(), budget).await.into_http()
+    }
+
+    /// API Gateway's limit minus the time margin, from now: the outer deadline when no Lambda context
+    /// tells a nearer one.
+    fn gateway_deadline(&self) -> sync::Deadline {
+        sync::Deadline::new(tokio::time::Instant::now(), None, self.config.time_margin)
     }
 
     /// `POST /contacts`. `now` is the wall clock (the run's upper bound derives from it); `budget` says
@@ -220,13 +233,19 @@ impl App {
 
     /// `POST /interactions`. The bridge token, when one is required, is read from `auth.bridge_token`.
     pub async fn interactions(&self, body: &[u8]) -> ApiResponse {
-        self.interactions_as(None, body).await
+        let budget = self.gateway_deadline();
+        self.interactions_as(None, body, &budget).await
+    }
+
+    /// `POST /interactions` within an outer deadline (see [`App::handle_interactions_within`]).
+    pub async fn interactions_within(&self, body: &[u8], budget: &dyn Budget) -> ApiResponse {
+        self.interactions_as(None, body, budget).await
     }
 
     /// `POST /interactions` with the token of an `Authorization: Bearer` header, if the request has one.
-    async fn interactions_as(&self, bearer: Option<&str>, body: &[u8]) -> ApiResponse {
+    async fn interactions_as(&self, bearer: Option<&str>, body: &[u8], budget: &dyn Budget) -> ApiResponse {
         let started = Instant::now();
-        let (result, upstream) = crate::metrics::track(self.interactions_inner(bearer, body)).await;
+        let (result, upstream) = crate::metrics::track(self.interactions_inner(bearer, body, budget)).await;
         let mut m = crate::metrics::Invocation::new("interactions", self.connector.name()).with_upstream(upstream);
         m.records = result.as_ref().map_or(0, |found| found.len());
         let response = match result {
@@ -254,30 +273,49 @@ impl App {
         }
     }
 
-    async fn interactions_inner(&self, bearer: Option<&str>, body: &[u8]) -> Result<Vec<talkdesk::Interaction>, ApiError> {
+    async fn interactions_inner(
+        &self,
+        bearer: Option<&str>,
+        body: &[u8],
+        budget: &dyn Budget,
+    ) -> Result<Vec<talkdesk::Interaction>, ApiError> {
         let (root, secrets) = self.admit(bearer, body).await?;
         let mut request = talkdesk::interactions_request_from(&root)?;
         secrets.fill_credentials(&mut request.auth);
         self.connector.account(&request.auth)?;
-        let supported = self.connector.interaction_types();
-        let Some(query) = lookup::build_query(
+        let limits = lookup::LookupLimits::from_config(&self.config);
+        let Some(plan) = lookup::plan(
             &request.data,
             &request.interaction_types,
-            supported,
-            self.config.default_region,
-            self.config.max_interactions,
+            self.connector.interaction_types(),
+            &limits,
         ) else {
             return Ok(vec![]);
         };
-        let batch = self.connector.interactions(&request.auth, &query).await?;
-        crate::metrics::note_hits(batch.hits);
+        let outcome = lookup::run(
+            self.connector.as_ref(),
+            &request.auth,
+            &plan,
+            &limits,
+            budget,
+            lookup::process_permits(),
+        )
+        .await;
+        crate::metrics::note_hits(outcome.hits);
+        crate::metrics::note_lookup(crate::metrics::LookupCounts {
+            cut_short: usize::from(outcome.cut_short),
+            identifiers_ignored: outcome.ignored.total(),
+            people_ignored: outcome.people_ignored,
+            failures: outcome.failures.len(),
+            max_in_flight: outcome.max_in_flight,
+        });
         tracing::debug!(
-            external_id_hits = batch.hits.external_id,
-            email_hits = batch.hits.email,
-            phone_hits = batch.hits.phone,
+            external_id_hits = outcome.hits.external_id,
+            email_hits = outcome.hits.email,
+            phone_hits = outcome.hits.phone,
             "lookup hits"
         );
-        Ok(lookup::merge(batch.interactions, &query.types, self.config.max_interactions))
+        Ok(outcome.answer()?)
     }
 
     fn failure(&self, operation: &'static str, e: ApiError, started: Instant) -> ApiResponse {

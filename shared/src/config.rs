@@ -88,9 +88,30 @@ pub struct Config {
     pub max_response_bytes: usize,
     /// `BRIDGE_MAX_INTERACTIONS` (default 100): most interactions per lookup.
     pub max_interactions: usize,
+    /// `BRIDGE_LOOKUP_BUDGET_MS` (default 5000, at most 29000): how long an interaction lookup may take; the
+    /// Lambda deadline and API Gateway's 29 s (minus `BRIDGE_TIME_MARGIN_MS`) shorten it further.
+    pub lookup_budget: Duration,
+    /// `BRIDGE_MAX_LOOKUP_IDENTIFIERS` (default 10, at most 100): emails searched per lookup, and as many
+    /// phones; the rest are ignored.
+    pub max_lookup_identifiers: usize,
     pub sandbox: SandboxConfig,
     /// `ZENDESK_*`: see [`crate::connectors::zendesk::settings`].
     pub zendesk: crate::connectors::zendesk::ZendeskConfig,
+}
+
+/// [`parse_num`] with an upper bound as well.
+fn parse_num_within<T>(get: &dyn Fn(&str) -> Option<String>, name: &'static str, default: T, min: T, max: T) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + Copy + std::fmt::Display,
+{
+    let n = parse_num(get, name, default, min)?;
+    if n > max {
+        return Err(ConfigError::Invalid {
+            name,
+            problem: format!("expected a whole number from {min} to {max}, got `{n}`"),
+        });
+    }
+    Ok(n)
 }
 
 fn parse_num<T>(get: &dyn Fn(&str) -> Option<String>, name: &'static str, default: T, min: T) -> Result<T, ConfigError>
@@ -203,6 +224,14 @@ impl Config {
                 n => n,
             },
             max_interactions: parse_num(get, "BRIDGE_MAX_INTERACTIONS", 100usize, 1)?,
+            lookup_budget: Duration::from_millis(parse_num_within(
+                get,
+                "BRIDGE_LOOKUP_BUDGET_MS",
+                crate::lookup::DEFAULT_BUDGET.as_millis() as u64,
+                100,
+                crate::sync::budget::API_GATEWAY_LIMIT.as_millis() as u64,
+            )?),
+            max_lookup_identifiers: parse_num_within(get, "BRIDGE_MAX_LOOKUP_IDENTIFIERS", crate::lookup::DEFAULT_MAX_IDENTIFIERS, 1, 100)?,
             sandbox: SandboxConfig {
                 data_file: get("SANDBOX_DATA").filter(|v| !v.trim().is_empty()).map(PathBuf::from),
                 page_size: parse_num(get, "SANDBOX_PAGE_SIZE", crate::connectors::sandbox::DEFAULT_PAGE_SIZE, 1)?,
@@ -263,6 +292,7 @@ mod tests {
         assert_eq!((c.page_size, c.max_response_bytes, c.max_interactions), (1000, 5_000_000, 100));
         assert_eq!(c.page_budget, Duration::from_secs(20));
         assert_eq!(c.time_margin, Duration::from_secs(3));
+        assert_eq!((c.lookup_budget, c.max_lookup_identifiers), (Duration::from_secs(5), 10));
         assert_eq!(c.resolve_token_key().unwrap().expose(), SANDBOX_DEV_TOKEN_KEY);
     }
 
@@ -283,6 +313,10 @@ mod tests {
             (vec![("BRIDGE_INBOUND_TOKENS", "short-token")], "BRIDGE_INBOUND_TOKENS"),
             (vec![("BRIDGE_SSM_STALE_GRACE_SECS", "an hour")], "BRIDGE_SSM_STALE_GRACE_SECS"),
             (vec![("BRIDGE_ALLOW_UNAUTHENTICATED", "yes")], "BRIDGE_ALLOW_UNAUTHENTICATED"),
+            (vec![("BRIDGE_LOOKUP_BUDGET_MS", "30000")], "BRIDGE_LOOKUP_BUDGET_MS"),
+            (vec![("BRIDGE_LOOKUP_BUDGET_MS", "50")], "BRIDGE_LOOKUP_BUDGET_MS"),
+            (vec![("BRIDGE_MAX_LOOKUP_IDENTIFIERS", "0")], "BRIDGE_MAX_LOOKUP_IDENTIFIERS"),
+            (vec![("BRIDGE_MAX_LOOKUP_IDENTIFIERS", "101")], "BRIDGE_MAX_LOOKUP_IDENTIFIERS"),
         ] {
             let err = config(&pairs).unwrap_err().to_string();
             assert!(err.starts_with(name), "{err}");

@@ -58,6 +58,8 @@ pub struct Invocation {
     /// Why the contacts page ended (a property, not a metric).
     pub stop: Option<StopReason>,
     pub hits: LookupHits,
+    /// What an interaction lookup cut, ignored or lost.
+    pub lookup: LookupCounts,
     pub duration_ms: u64,
 }
 
@@ -81,6 +83,11 @@ const METRICS: &[Metric] = &[
     ("ExternalIdHits", "Count", |m| m.hits.external_id),
     ("EmailHits", "Count", |m| m.hits.email),
     ("PhoneHits", "Count", |m| m.hits.phone),
+    ("LookupCutShort", "Count", |m| m.lookup.cut_short),
+    ("IdentifiersIgnored", "Count", |m| m.lookup.identifiers_ignored),
+    ("PeopleIgnored", "Count", |m| m.lookup.people_ignored),
+    ("LookupFailures", "Count", |m| m.lookup.failures),
+    ("LookupMaxInFlight", "Count", |m| m.lookup.max_in_flight),
     ("ServerErrors", "Count", |m| usize::from(m.status >= 500)),
     ("ClientErrors", "Count", |m| usize::from((400..500).contains(&m.status))),
 ];
@@ -116,6 +123,7 @@ impl Invocation {
         self.rate_limited = counts.rate_limited;
         self.hits = counts.hits;
         self.stale_secrets = counts.stale_secrets;
+        self.lookup = counts.lookup;
         self
     }
 
@@ -173,6 +181,22 @@ pub struct Upstream {
     pub hits: LookupHits,
     /// Requests served with secrets past their TTL (0 or 1 per invocation).
     pub stale_secrets: usize,
+    pub lookup: LookupCounts,
+}
+
+/// What an interaction lookup cut, ignored or lost (see `crate::lookup`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LookupCounts {
+    /// 1 when the lookup's deadline cut it short.
+    pub cut_short: usize,
+    /// Email and phone entries past `BRIDGE_MAX_LOOKUP_IDENTIFIERS`, never searched.
+    pub identifiers_ignored: usize,
+    /// People found beyond the most a lookup fetches.
+    pub people_ignored: usize,
+    /// Searches, identifier reads and fetches that failed.
+    pub failures: usize,
+    /// The most upstream calls the lookup had running at once.
+    pub max_in_flight: usize,
 }
 
 /// Counters a connector's HTTP client bumps while an invocation runs.
@@ -183,6 +207,7 @@ pub struct UpstreamCounters {
     rate_limited: AtomicUsize,
     hits: [AtomicUsize; 3],
     stale_secrets: AtomicUsize,
+    lookup: std::sync::Mutex<LookupCounts>,
 }
 
 impl UpstreamCounters {
@@ -197,6 +222,7 @@ impl UpstreamCounters {
                 phone: self.hits[2].load(Ordering::Relaxed),
             },
             stale_secrets: self.stale_secrets.load(Ordering::Relaxed),
+            lookup: *self.lookup.lock().unwrap_or_else(|p| p.into_inner()),
         }
     }
 }
@@ -246,6 +272,11 @@ pub fn note_hits(hits: LookupHits) {
     });
 }
 
+/// What an interaction lookup cut, ignored or lost.
+pub fn note_lookup(counts: LookupCounts) {
+    let _ = UPSTREAM.try_with(|c| *c.lookup.lock().unwrap_or_else(|p| p.into_inner()) = counts);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,6 +299,13 @@ mod tests {
                 phone: 3,
             },
             stale_secrets: 1,
+            lookup: LookupCounts {
+                cut_short: 1,
+                identifiers_ignored: 1990,
+                people_ignored: 0,
+                failures: 2,
+                max_in_flight: 6,
+            },
         })
         .with_page(&PageStats {
             upstream_calls: 4,
@@ -312,6 +350,11 @@ mod tests {
         assert_eq!(v["EmailHits"], 2);
         assert_eq!(v["PhoneHits"], 3);
         assert_eq!(v["StaleSecrets"], 1);
+        assert_eq!(v["LookupCutShort"], 1);
+        assert_eq!(v["IdentifiersIgnored"], 1990);
+        assert_eq!(v["PeopleIgnored"], 0);
+        assert_eq!(v["LookupFailures"], 2);
+        assert_eq!(v["LookupMaxInFlight"], 6);
         assert_eq!(v["ServerErrors"], 0);
         assert_eq!(v["StatusCode"], 200);
         assert_eq!(v["Stop"], "time_budget");
@@ -356,6 +399,10 @@ mod tests {
                 email: 2,
                 phone: 1,
             });
+            note_lookup(LookupCounts {
+                failures: 1,
+                ..LookupCounts::default()
+            });
         })
         .await;
         let ((), b) = track(async { note_upstream_call() }).await;
@@ -371,6 +418,10 @@ mod tests {
                     phone: 1
                 },
                 stale_secrets: 1,
+                lookup: LookupCounts {
+                    failures: 1,
+                    ..LookupCounts::default()
+                },
             }
         );
         assert_eq!(b.calls, 1);

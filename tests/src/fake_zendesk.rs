@@ -19,7 +19,8 @@
 //!   pagination, `sort=-updated_at`).
 //! - Errors: 401 `{"error":"Couldn't authenticate you"}`, 403 for the export when the credentials are
 //!   not an admin's, 404 `RecordNotFound`, and injected faults: any status, HTML pages, malformed JSON,
-//!   429/503 with `Retry-After`, redirects, slow answers (for timeouts).
+//!   429/503 with `Retry-After`, redirects, slow answers (for timeouts), served to the next requests
+//!   (optionally of one path) or to every request whose query holds a text (one identifier's search).
 //!
 //! The data lives behind [`FakeZendesk::with_data`] and may change between pages (an export hook runs
 //! before every export request). Every request is recorded (method, `Host`, path, query, `Authorization`),
@@ -427,6 +428,8 @@ struct Inner {
     sideload_organizations: bool,
     /// Export answers of 429 so far.
     export_429s: usize,
+    /// Served to every request with a query value containing the text (after the path-matched faults).
+    query_faults: Vec<(String, Fault)>,
 }
 
 /// A fixed-window rate limit on the incremental export, as Zendesk applies it per account.
@@ -506,6 +509,7 @@ impl FakeZendesk {
                 export_limit: None,
                 sideload_organizations: true,
                 export_429s: 0,
+                query_faults: vec![],
             }),
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
@@ -556,12 +560,20 @@ impl FakeZendesk {
         }
     }
 
+    /// Serves `fault` to every request one of whose query values contains `text` (e.g. one identifier's
+    /// `users/search`), until [`FakeZendesk::clear_faults`]. `Fault::Delay` of an hour hangs them.
+    pub fn fail_queries_with(&self, text: &str, fault: Fault) {
+        self.shared.lock().query_faults.push((text.to_string(), fault));
+    }
+
     pub fn pending_faults(&self) -> usize {
         self.shared.lock().faults.len()
     }
 
     pub fn clear_faults(&self) {
-        self.shared.lock().faults.clear();
+        let mut inner = self.shared.lock();
+        inner.faults.clear();
+        inner.query_faults.clear();
     }
 
     /// Every request received so far.
@@ -796,7 +808,14 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
             .faults
             .iter()
             .position(|(prefix, _)| prefix.as_deref().is_none_or(|p| recorded.path.starts_with(p)));
-        at.and_then(|i| inner.faults.remove(i)).map(|(_, f)| f)
+        at.and_then(|i| inner.faults.remove(i)).map(|(_, f)| f).or_else(|| {
+            let values = || recorded.query.iter().map(|(_, v)| v.as_str());
+            inner
+                .query_faults
+                .iter()
+                .find(|(text, _)| values().any(|v| v.contains(text.as_str())))
+                .map(|(_, f)| f.clone())
+        })
     };
     match fault {
         Some(Fault::Respond {

@@ -56,3 +56,17 @@ pub fn sandbox_app(pairs: &[(&str, &str)]) -> (App, Arc<SandboxStore>) {
         std::time::Duration::ZERO,
     )
 }
+
+/// An app on the Zendesk connector against `fake`, with `extra` settings.
+pub fn zendesk_app(fake: &fake_zendesk::FakeZendesk, token_key: &str, extra: &[(&str, &str)]) -> App {
+    let base = fake.base_url();
+    let mut pairs: Vec<(&str, &str)> = vec![
+        ("BRIDGE_CONNECTOR", "zendesk"),
+        ("BRIDGE_TOKEN_KEY", token_key),
+        ("ZENDESK_BASE_URL", base.as_str()),
+    ];
+    pairs.extend_from_slice(extra);
+    let config = config(&pairs);
+    let connector = bridge::connectors::build(&config).expect("zendesk connector builds");
+    App::new(config, connector).expect("zendesk app builds")
+}

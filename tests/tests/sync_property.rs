@@ -23,9 +23,11 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bridge::connectors::sandbox::{generate, GenerateOptions, Sandbox, SandboxContact, SandboxStore};
-use bridge::connectors::{Connector, ConnectorError, ContactBatch, ContactQuery, ContactRecord, InteractionBatch, InteractionQuery, Order};
+use bridge::connectors::{
+    Candidate, Connector, ConnectorError, ContactBatch, ContactQuery, ContactRecord, Identifier, LookupCosts, Order, PersonRef,
+};
 use bridge::sync::{cmp_ids, Budget, Position, SyncKey};
-use bridge::talkdesk::{Auth, Contact};
+use bridge::talkdesk::{Auth, Contact, Interaction};
 use bridge::App;
 use bridge_tests::{app_on, sandbox_app_with};
 use chrono::{DateTime, Utc};
@@ -172,8 +174,27 @@ impl Connector for Unruly {
     fn account(&self, auth: &Auth) -> Result<String, ConnectorError> {
         self.inner.account(auth)
     }
-    async fn interactions(&self, auth: &Auth, query: &InteractionQuery) -> Result<InteractionBatch, ConnectorError> {
-        self.inner.interactions(auth, query).await
+    fn person_by_external_id(&self, external_id: &str) -> Option<PersonRef> {
+        self.inner.person_by_external_id(external_id)
+    }
+    fn lookup_costs(&self, limit: usize) -> LookupCosts {
+        self.inner.lookup_costs(limit)
+    }
+    async fn find_people(&self, auth: &Auth, identifier: &Identifier, budget: &dyn Budget) -> Result<Vec<Candidate>, ConnectorError> {
+        self.inner.find_people(auth, identifier, budget).await
+    }
+    async fn identifiers_of(&self, auth: &Auth, person: &PersonRef, budget: &dyn Budget) -> Result<Candidate, ConnectorError> {
+        self.inner.identifiers_of(auth, person, budget).await
+    }
+    async fn interactions_of(
+        &self,
+        auth: &Auth,
+        person: &PersonRef,
+        types: &[String],
+        limit: usize,
+        budget: &dyn Budget,
+    ) -> Result<Option<Vec<Interaction>>, ConnectorError> {
+        self.inner.interactions_of(auth, person, types, limit, budget).await
     }
 
     async fn contacts(&self, _auth: &Auth, query: &ContactQuery<'_>) -> Result<ContactBatch, ConnectorError> {

@@ -849,10 +849,7 @@ async fn lookups_run_in_parallel_within_the_bound() {
     let took = started.elapsed();
     assert_eq!(json_of(&r).as_array().unwrap().len(), 8);
     let max = fake.max_in_flight();
-    assert!(
-        (2..=bridge::connectors::zendesk::LOOKUP_CONCURRENCY).contains(&max),
-        "max in flight {max}"
-    );
+    assert!((2..=bridge::lookup::MAX_IN_FLIGHT).contains(&max), "max in flight {max}");
     println!(
         "8 email lookups with 150 ms searches: {} ms, at most {max} requests in flight",
         took.as_millis()

@@ -82,16 +82,56 @@ pub enum Order {
     UpdatedAt,
 }
 
-/// How Talkdesk identified the person, with phones already in E.164.
-#[derive(Debug, Clone, Default)]
-pub struct InteractionQuery {
-    pub external_id: Option<String>,
+/// One identifier the lookup layer searches for, already normalised: an email trimmed and lowercased, a
+/// phone in E.164.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Identifier {
+    Email(String),
+    Phone(String),
+}
+
+impl Identifier {
+    /// `email` or `phone`: what logs and metrics say instead of the value.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Identifier::Email(_) => "email",
+            Identifier::Phone(_) => "phone",
+        }
+    }
+
+    pub fn value(&self) -> &str {
+        match self {
+            Identifier::Email(v) | Identifier::Phone(v) => v,
+        }
+    }
+}
+
+/// A person in the external system, by the system's own id.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PersonRef(pub String);
+
+/// A person a search returned, with the emails and phones the answer shows, as the system stores them (the
+/// lookup layer normalises them before comparing).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Candidate {
+    pub person: PersonRef,
     pub emails: Vec<String>,
     pub phones: Vec<String>,
-    /// Only types this connector supports, never empty.
-    pub types: Vec<String>,
-    /// The most interactions the bridge will return; a connector may stop fetching beyond it.
-    pub limit: usize,
+    /// True when these are all of the person's emails and phones; false when the system keeps more
+    /// (Zendesk's secondary identities), which [`Connector::identifiers_of`] reads.
+    pub complete: bool,
+}
+
+/// The most upstream HTTP requests one lookup call of a connector may send, retries included. The lookup
+/// layer multiplies them by its caps to state a lookup's request bound.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LookupCosts {
+    /// One [`Connector::find_people`].
+    pub search: usize,
+    /// One [`Connector::identifiers_of`].
+    pub identifiers: usize,
+    /// One [`Connector::interactions_of`] for the lookup's interaction limit.
+    pub fetch: usize,
 }
 
 /// Which identifier found something, for metrics.
@@ -100,13 +140,6 @@ pub struct LookupHits {
     pub external_id: usize,
     pub email: usize,
     pub phone: usize,
-}
-
-/// What a lookup found.
-#[derive(Debug, Clone, Default)]
-pub struct InteractionBatch {
-    pub interactions: Vec<Interaction>,
-    pub hits: LookupHits,
 }
 
 /// A failure talking to an external system, or in the credentials given for it.
@@ -210,9 +243,47 @@ pub trait Connector: Send + Sync {
     /// out ([`ConnectorError::RateLimited`], [`ContactBatch::quota`]): the engine paces every connector.
     async fn contacts(&self, auth: &Auth, query: &ContactQuery<'_>) -> Result<ContactBatch, ConnectorError>;
 
-    /// Every interaction of the given types with the person identified by the query. The engine merges,
-    /// removes duplicates, sorts and caps them.
-    async fn interactions(&self, auth: &Auth, query: &InteractionQuery) -> Result<InteractionBatch, ConnectorError>;
+    /// The system's name as people write it, for error messages (`Zendesk`). Defaults to [`Connector::name`].
+    fn display_name(&self) -> &'static str {
+        self.name()
+    }
+
+    // The interaction lookup. The lookup layer (`crate::lookup`) owns the rules: deadline, caps,
+    // deduplication, concurrency, exact matching of identifiers and partial answers. A connector only says
+    // how its system finds and reads one thing. Each call sends its requests one after another (never two at
+    // once), so the lookup layer's bound on calls in flight is a bound on requests in flight.
+
+    /// The person `contact_external_id` names, if it can name one in this system, without any request
+    /// (e.g. Zendesk user ids are numbers; anything else names nobody and is never sent).
+    fn person_by_external_id(&self, external_id: &str) -> Option<PersonRef>;
+
+    /// The most requests each lookup call may send, when at most `limit` interactions are wanted.
+    fn lookup_costs(&self, limit: usize) -> LookupCosts;
+
+    /// The live people whose email or phone may be `identifier`: one search. The system's search may be
+    /// loose (substrings, number endings); the lookup layer keeps only exact matches.
+    async fn find_people(
+        &self,
+        auth: &Auth,
+        identifier: &Identifier,
+        budget: &dyn crate::sync::Budget,
+    ) -> Result<Vec<Candidate>, ConnectorError>;
+
+    /// Every email and phone of `person` (a candidate a search showed incompletely), as a complete
+    /// [`Candidate`]; empty when the person does not exist.
+    async fn identifiers_of(&self, auth: &Auth, person: &PersonRef, budget: &dyn crate::sync::Budget) -> Result<Candidate, ConnectorError>;
+
+    /// Up to `limit` of `person`'s interactions of the given `types` (only types this connector supports,
+    /// never empty), newest first; `None` when the person does not exist. The lookup layer merges,
+    /// deduplicates, sorts and caps them.
+    async fn interactions_of(
+        &self,
+        auth: &Auth,
+        person: &PersonRef,
+        types: &[String],
+        limit: usize,
+        budget: &dyn crate::sync::Budget,
+    ) -> Result<Option<Vec<Interaction>>, ConnectorError>;
 }
 
 /// Which connector a deployment uses (`BRIDGE_CONNECTOR`).

@@ -72,16 +72,16 @@ pub(crate) enum Patience<'a> {
     Caller(&'a dyn Budget),
     /// While the page's time budget lasts (contact sync).
     Budget(&'a dyn Budget),
-    /// Once, for at most [`BRIEF_WAIT`] (interaction lookups).
-    Brief,
+    /// Once, for at most [`BRIEF_WAIT`], and only when the wait ends before the lookup's deadline
+    /// (interaction lookups).
+    Brief(&'a dyn Budget),
 }
 
 impl Patience<'_> {
     /// A request timeout shorter than the configured one when the page's budget ends sooner.
     fn timeout(&self) -> Option<Duration> {
         match self {
-            Patience::Budget(b) | Patience::Caller(b) => b.remaining().map(|left| left.max(MIN_REQUEST_TIMEOUT)),
-            Patience::Brief => None,
+            Patience::Budget(b) | Patience::Caller(b) | Patience::Brief(b) => b.remaining().map(|left| left.max(MIN_REQUEST_TIMEOUT)),
         }
     }
 
@@ -90,7 +90,10 @@ impl Patience<'_> {
         let wait = retry_after?;
         match self {
             Patience::Caller(_) => None,
-            Patience::Brief => (attempt == 1 && wait <= BRIEF_WAIT).then_some(wait),
+            Patience::Brief(b) => {
+                let fits = b.remaining().is_none_or(|left| wait < left);
+                (attempt == 1 && wait <= BRIEF_WAIT && fits).then_some(wait)
+            }
             Patience::Budget(b) => {
                 if attempt >= MAX_ATTEMPTS || b.exhausted() {
                     return None;
@@ -436,7 +439,11 @@ mod tests {
             Some(MIN_REQUEST_TIMEOUT)
         );
         assert_eq!(Patience::Budget(&Unlimited).timeout(), None);
-        assert_eq!(Patience::Brief.timeout(), None);
+        assert_eq!(Patience::Brief(&Unlimited).timeout(), None);
+        assert_eq!(
+            Patience::Brief(&Left(Some(Duration::from_secs(4)), false)).timeout(),
+            Some(Duration::from_secs(4))
+        );
     }
 
     #[test]
@@ -454,9 +461,17 @@ mod tests {
     #[test]
     fn lookups_wait_once_and_briefly() {
         let s = Duration::from_secs;
-        assert_eq!(Patience::Brief.wait(Some(s(2)), 1), Some(s(2)));
-        assert_eq!(Patience::Brief.wait(Some(s(3)), 1), None);
-        assert_eq!(Patience::Brief.wait(Some(s(1)), 2), None);
+        let brief = Patience::Brief(&Unlimited);
+        assert_eq!(brief.wait(Some(s(2)), 1), Some(s(2)));
+        assert_eq!(brief.wait(Some(s(3)), 1), None);
+        assert_eq!(brief.wait(Some(s(1)), 2), None);
+        let nearly_spent = Left(Some(Duration::from_millis(1500)), false);
+        assert_eq!(
+            Patience::Brief(&nearly_spent).wait(Some(s(2)), 1),
+            None,
+            "a wait past the lookup's deadline is not started"
+        );
+        assert_eq!(Patience::Brief(&nearly_spent).wait(Some(s(1)), 1), Some(s(1)));
     }
 
     #[test]
