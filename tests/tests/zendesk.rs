@@ -12,21 +12,11 @@ use bridge_tests::fake_zendesk::{self, auth_json, FakeData, FakeIdentity, FakeTi
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{json, Value};
 
-const TOKEN_KEY: &str = "zendesk-tests-token-key-0123456789";
 /// A fixed "now" for tests that freeze the fake's clock.
 const T0: i64 = 1_700_000_000;
 
 fn app_with(fake: &FakeZendesk, extra: &[(&str, &str)]) -> App {
-    let base = fake.base_url();
-    let mut pairs: Vec<(&str, &str)> = vec![
-        ("BRIDGE_CONNECTOR", "zendesk"),
-        ("BRIDGE_TOKEN_KEY", TOKEN_KEY),
-        ("ZENDESK_BASE_URL", base.as_str()),
-    ];
-    pairs.extend_from_slice(extra);
-    let config = bridge_tests::config(&pairs);
-    let connector = bridge::connectors::build(&config).expect("zendesk connector builds");
-    App::new(config, connector).expect("zendesk app builds")
+    fake_zendesk::app_on(fake, extra)
 }
 
 fn app(fake: &FakeZendesk) -> App {
