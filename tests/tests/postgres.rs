@@ -682,3 +682,151 @@ async fn tls_require_and_verify_full_connect_and_an_unknown_certificate_is_refus
     assert_eq!(status, 502, "{body}");
     assert!(body["error"]["message"].as_str().unwrap().contains("TLS"), "{body}");
 }
+
+/// The ```sql block after `<!-- postgres-example:{name} -->` in the README.
+fn readme_example(name: &str) -> String {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let marker = format!("<!-- postgres-example:{name} -->");
+    let after = &readme[readme.find(&marker).unwrap_or_else(|| panic!("README has no {marker}")) + marker.len()..];
+    let start = after.find("```sql\n").expect("a sql block follows the marker") + "```sql\n".len();
+    let end = after[start..].find("\n```").expect("the block ends");
+    after[start..start + end].to_string()
+}
+
+async fn explain_plan(admin: &tokio_postgres::Client, statement: &str, params: &[&str]) -> String {
+    let mut text = statement.to_string();
+    for (i, p) in params.iter().enumerate().rev() {
+        text = text.replace(&format!("${}", i + 1), p);
+    }
+    let rows = admin.query(&format!("EXPLAIN {text}"), &[]).await.unwrap();
+    rows.iter().map(|r| r.get::<_, String>(0)).collect::<Vec<_>>().join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_schema_examples_work_as_written_and_their_indexes_serve_the_bridge() {
+    let pg = PgServer::start().await;
+    let admin = pg.admin().await;
+    let user = pg.app_user.clone();
+    let tables = readme_example("tables")
+        .lines()
+        .filter(|l| !l.starts_with("CREATE ROLE"))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .replace("talkdesk_bridge", &user);
+    let view = readme_example("view");
+    admin
+        .batch_execute(&format!(
+            "CREATE SCHEMA tables_example; SET search_path = tables_example; {tables};
+             CREATE SCHEMA view_example; SET search_path = view_example; {view};
+             GRANT USAGE ON SCHEMA tables_example, view_example TO \"{user}\";
+             GRANT SELECT ON ALL TABLES IN SCHEMA view_example TO \"{user}\";
+             INSERT INTO tables_example.talkdesk_contacts (id, updated_at, name, emails, phones) VALUES
+               ('10', '2026-01-01Z', 'Ten', '{{ten@acme.test}}', '{{+14155550110}}'),
+               ('9', '2026-01-01Z', 'Nine', '{{nine@acme.test}}', '{{}}');
+             INSERT INTO tables_example.talkdesk_interactions (id, contact_id, type, subject, date) VALUES
+               ('t1', '10', 'ticket', 'Hello', '2026-01-02Z');
+             INSERT INTO view_example.customers VALUES
+               (42, 'Jane Roe', 'Acme', 'Jane.Roe@Example.COM', '+14155550142', '2026-01-03Z'),
+               (7, 'John Roe', NULL, NULL, NULL, '2026-01-03Z');
+             INSERT INTO view_example.tickets VALUES
+               (1, 42, 'Broken', 'It broke', 'HIGH', 'open', '2026-01-04Z'),
+               (2, 42, 'Fixed', 'It works', 'p9', 'closed', '2026-01-05Z');
+             RESET search_path;"
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("the README's SQL: {}", bridge_tests::postgres::show(&e)));
+    let now = latest() + chrono::Duration::days(1);
+
+    let tables_app = app(
+        &pg,
+        &[
+            ("POSTGRES_CONTACTS_RELATION", "tables_example.talkdesk_contacts"),
+            ("POSTGRES_INTERACTIONS_RELATION", "tables_example.talkdesk_interactions"),
+        ],
+    )
+    .await;
+    let (contacts, _, _) = sync_run(&tables_app, None, now).await;
+    assert_eq!(
+        contacts.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+        vec!["9", "10"],
+        "numeric ids by value"
+    );
+    let (_, found) = lookup(&tables_app, json!({}), json!({"contact_emails": ["TEN@acme.test"]})).await;
+    assert_eq!(found[0]["id"], "t1");
+
+    let view_app = app(
+        &pg,
+        &[
+            ("POSTGRES_CONTACTS_RELATION", "view_example.talkdesk_contacts"),
+            ("POSTGRES_INTERACTIONS_RELATION", "view_example.talkdesk_interactions"),
+        ],
+    )
+    .await;
+    let (contacts, _, _) = sync_run(&view_app, None, now).await;
+    assert_eq!(contacts.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), vec!["7", "42"]);
+    assert_eq!(contacts[1].emails, vec!["jane.roe@example.com"], "lowercased by the view");
+    for data in [
+        json!({"contact_emails": ["Jane.Roe@example.com"]}),
+        json!({"contact_phones": ["(415) 555-0142"]}),
+        json!({"contact_external_id": "42"}),
+    ] {
+        let (status, found) = lookup(&view_app, json!({}), data.clone()).await;
+        assert_eq!(status, 200, "{found}");
+        let ids: Vec<&str> = found.as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap()).collect();
+        assert_eq!(ids, vec!["2", "1"], "{data}");
+        assert_eq!(found[0]["url"], "https://support.example.com/tickets/2");
+        assert_eq!(
+            (found[1]["priority"].as_str(), found[0]["status"].as_str()),
+            (Some("high"), Some("closed"))
+        );
+    }
+
+    // The view example's indexes on the base tables serve the bridge's statements through the views.
+    let relation = |name: &str, columns: &[(&str, &str, &str, &str)]| {
+        let mut r = contract_relation(name, columns);
+        r.schema = "view_example".into();
+        r
+    };
+    let st = sql::statements(
+        &relation(
+            "talkdesk_contacts",
+            &[
+                ("id", "text", "S", ""),
+                ("updated_at", "timestamptz", "D", ""),
+                ("name", "text", "S", ""),
+                ("company", "text", "S", ""),
+                ("emails", "_text", "A", "S"),
+                ("phones", "_text", "A", "S"),
+            ],
+        ),
+        &relation(
+            "talkdesk_interactions",
+            &[
+                ("id", "text", "S", ""),
+                ("contact_id", "text", "S", ""),
+                ("type", "text", "S", ""),
+                ("date", "timestamptz", "D", ""),
+            ],
+        ),
+    )
+    .unwrap();
+    admin
+        .batch_execute("SET enable_seqscan = off; SET enable_sort = off; SET enable_bitmapscan = off")
+        .await
+        .unwrap();
+    let t = "'2025-01-01Z'::timestamptz";
+    let keyset = explain_plan(&admin, &st.contacts_after_key, &[t, "'1'", "'2026-06-01Z'::timestamptz", "500"]).await;
+    assert!(keyset.contains("customers_talkdesk_sync") && !keyset.contains("Sort"), "{keyset}");
+    admin.batch_execute("RESET enable_bitmapscan").await.unwrap();
+    let emails = explain_plan(
+        &admin,
+        st.people_by_emails.as_ref().unwrap(),
+        &["ARRAY['jane.roe@example.com']", "100"],
+    )
+    .await;
+    assert!(emails.contains("customers_talkdesk_emails"), "{emails}");
+    let phones = explain_plan(&admin, st.people_by_phones.as_ref().unwrap(), &["ARRAY['+14155550142']", "100"]).await;
+    assert!(phones.contains("customers_talkdesk_phones"), "{phones}");
+    let of = explain_plan(&admin, &st.interactions_of, &["ARRAY['42']", "ARRAY['ticket']", "100"]).await;
+    assert!(of.contains("tickets_talkdesk_contact"), "{of}");
+}
