@@ -830,3 +830,60 @@ async fn the_readme_schema_examples_work_as_written_and_their_indexes_serve_the_
     let of = explain_plan(&admin, &st.interactions_of, &["ARRAY['42']", "ARRAY['ticket']", "100"]).await;
     assert!(of.contains("tickets_talkdesk_contact"), "{of}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_password_comes_from_ssm_and_a_request_never_supplies_one() {
+    use bridge::secrets::ssm::SsmCache;
+    use bridge_tests::moto::{ManualClock, MotoServer};
+
+    let pg = PgServer::start().await;
+    load(&pg, &contract_data(30, 0, 12, latest())).await;
+    let moto = MotoServer::start();
+    let prefix = "/talkdesk-bridge/pg";
+    let token = "inbound-token-0123456789";
+    moto.put_secure(&format!("{prefix}/token-key"), "ssm-token-key-0123456789abcdef")
+        .await;
+    moto.put_secure(&format!("{prefix}/inbound-tokens"), token).await;
+    moto.put_secure(&format!("{prefix}/postgres/password"), &pg.app_password).await;
+    let clock = ManualClock::new();
+    let ttl = Duration::from_secs(300);
+    let cache = {
+        let clock = clock.clone();
+        SsmCache::new(moto.ssm_client(), prefix, ttl).with_clock(move || clock.now())
+    };
+    let port = pg.port.to_string();
+    let app = bridge_tests::ssm_app(
+        &[
+            ("BRIDGE_CONNECTOR", "postgres"),
+            ("BRIDGE_SSM_PREFIX", prefix),
+            ("POSTGRES_HOST", pg.host.as_str()),
+            ("POSTGRES_PORT", port.as_str()),
+            ("POSTGRES_USER", pg.app_user.as_str()),
+            ("POSTGRES_DBNAME", pg.database.as_str()),
+            ("POSTGRES_SSLMODE", "disable"),
+        ],
+        cache,
+    )
+    .await
+    .expect("the app starts");
+    app.prepare().await.expect("the relations are checked with the password from SSM");
+    let now = latest() + chrono::Duration::days(1);
+    let body = json!({"auth": {"bridge_token": token, "password": "a-password-from-the-request"}}).to_string();
+    let r = app.contacts(body.as_bytes(), &Unlimited, now).await;
+    assert_eq!(r.status, 200, "the stored password signs in, the request's is ignored: {}", r.body);
+    assert_eq!(
+        serde_json::from_str::<Value>(&r.body).unwrap()["contacts"]
+            .as_array()
+            .unwrap()
+            .len(),
+        30
+    );
+
+    // A rotated (here: wrong) password is used once the TTL has passed, by the next new connection.
+    moto.put_secure(&format!("{prefix}/postgres/password"), "not-the-password").await;
+    clock.advance(ttl + Duration::from_secs(1));
+    pg.restart().await;
+    let r = app.contacts(body.as_bytes(), &Unlimited, now).await;
+    assert_eq!(r.status, 502, "{}", r.body);
+    assert!(r.body.contains("refused the deployment's credentials"), "{}", r.body);
+}
