@@ -56,7 +56,7 @@ pub enum SignIn {
     /// The password from SSM (or, for local runs, the URL); none for `trust` authentication.
     Password,
     /// A fresh RDS IAM authentication token per connection.
-    Iam(TokenSigner),
+    Iam(Box<TokenSigner>),
 }
 
 /// What went wrong talking to the database, before it is told to Talkdesk.

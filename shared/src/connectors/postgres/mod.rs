@@ -113,7 +113,7 @@ impl Postgres {
             problem: e.to_string(),
         })?;
         let sign_in = if settings.iam_auth {
-            SignIn::Iam(iam::TokenSigner::new())
+            SignIn::Iam(Box::default())
         } else {
             SignIn::Password
         };
