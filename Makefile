@@ -6,6 +6,7 @@
 #   make sam-build  sam build (arm64, cargo-lambda + zig, no Docker), timed
 #   make invoke     send one events/*.json file to a running `make run`
 #   make bench      release build, then BENCHMARKS.md from the real binaries under a local Runtime API
+#                   (against the fake Zendesk and a throwaway PostgreSQL)
 #   make fuzz       the request/token fuzzer for FUZZ_ITERATIONS inputs (default 1,000,000), release build
 #   make faults     the randomized upstream-fault suite alone, with its counts (FAULT_SCHEDULES=n)
 #
@@ -152,7 +153,7 @@ FUZZ_ITERATIONS ?= 1000000
 
 # moto_server (from the venv) gives the SSM-prefetch cold-init figures; without it they are skipped.
 # moto_server (for the SSM-prefetch cold starts) comes from the venv.
-bench: $(ALL_STAMP)
+bench: $(ALL_STAMP) postgres-server
 	cargo build --release -p contacts -p interactions -p bridge-tests
 	target/release/bench --out BENCHMARKS.md
 
