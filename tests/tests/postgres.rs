@@ -714,6 +714,19 @@ async fn the_readme_schema_examples_work_as_written_and_their_indexes_serve_the_
         .join("\n")
         .replace("talkdesk_bridge", &user);
     let view = readme_example("view");
+    // The tables the other tests create (and whose plans they check) are the README's, word for word.
+    let words = |sql: &str| -> Vec<String> {
+        sql.lines()
+            .map(|l| l.split("--").next().unwrap_or_default())
+            .filter(|l| !l.contains("talkdesk_bridge") && !l.contains(&user))
+            .flat_map(|l| l.split_whitespace().map(String::from).collect::<Vec<_>>())
+            .collect()
+    };
+    assert_eq!(
+        words(&tables),
+        words(bridge_tests::postgres::CONTRACT_SQL),
+        "CONTRACT_SQL drifted from the README"
+    );
     admin
         .batch_execute(&format!(
             "CREATE SCHEMA tables_example; SET search_path = tables_example; {tables};
