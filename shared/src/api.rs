@@ -16,7 +16,7 @@ use crate::secrets::deployment::{DeploymentSecrets, SecretSet};
 use crate::secrets::inbound;
 use crate::secrets::ssm::SsmCache;
 use crate::secrets::Secret;
-use crate::sync::{self, Budget, PageLimits, TokenSigner};
+use crate::sync::{self, Budget, Pacer, PageLimits, TokenSigner};
 use crate::talkdesk::{self, ContactsResponse};
 
 /// Everything built once per container at cold start and borrowed by every invocation.
@@ -24,6 +24,8 @@ pub struct App {
     pub config: Config,
     pub connector: Arc<dyn Connector>,
     secrets: DeploymentSecrets,
+    /// Holds an account's upstream requests back while its provider's rate-limit window is spent.
+    pacer: Pacer,
     /// Write one EMF metrics line per invocation to stdout (deployments; `from_env` turns it on).
     emit_metrics: bool,
 }
@@ -63,17 +65,20 @@ impl App {
             config,
             connector,
             secrets,
+            pacer: Pacer::new(),
             emit_metrics: false,
         })
     }
 
-    /// An app whose secrets are read from SSM through `cache`, now (INIT) and again after the TTL.
+    /// An app whose secrets are read from SSM through `cache`, now (INIT) and again around each TTL,
+    /// riding out SSM outages for `BRIDGE_SSM_STALE_GRACE_SECS` (see [`crate::secrets::deployment`]).
     pub async fn with_ssm(config: Config, connector: Arc<dyn Connector>, cache: SsmCache) -> Result<Self, ConfigError> {
         let secrets = DeploymentSecrets::from_ssm(&config, connector.as_ref(), cache).await?;
         Ok(App {
             config,
             connector,
             secrets,
+            pacer: Pacer::new(),
             emit_metrics: false,
         })
     }
@@ -83,13 +88,19 @@ impl App {
         self.secrets.last().signer().clone()
     }
 
+    /// The container's pacer: which accounts' upstream requests are held back, and until when.
+    pub fn pacer(&self) -> &Pacer {
+        &self.pacer
+    }
+
     /// The deployment's secrets: where they come from, and those in force.
     pub fn secrets(&self) -> &DeploymentSecrets {
         &self.secrets
     }
 
-    /// Lets the caller in, or not: the secrets in force, the body parsed as a JSON object (nothing more)
-    /// with `auth.bridge_token` taken out, then the presented tokens checked against the inbound tokens.
+    /// Lets the caller in, or not: the secrets in force (503 when SSM holds an invalid value, or has been
+    /// unreachable past the TTL and the grace), the body parsed as a JSON object (nothing more) with
+    /// `auth.bridge_token` taken out, then the presented tokens checked against the inbound tokens.
     async fn admit(&self, bearer: Option<&str>, body: &[u8]) -> Result<(Map<String, Value>, Arc<SecretSet>), ApiError> {
         let secrets = self.secrets.current().await.map_err(|_| ApiError::ConfigStoreUnavailable)?;
         let mut root = talkdesk::parse_body(body)?;
@@ -121,13 +132,26 @@ impl App {
         self.contacts_as(bearer, req.body().as_ref(), budget, now).await.into_http()
     }
 
-    /// `POST /interactions` from an HTTP request.
+    /// `POST /interactions` from an HTTP request, with API Gateway's 29 s as the outer deadline.
     pub async fn handle_interactions<B: AsRef<[u8]>>(&self, req: &http::Request<B>) -> http::Response<String> {
+        let budget = self.gateway_deadline();
+        self.handle_interactions_within(req, &budget).await
+    }
+
+    /// `POST /interactions` from an HTTP request; the lookup ends by `BRIDGE_LOOKUP_BUDGET_MS` or by what
+    /// `budget` (the Lambda deadline) leaves, whichever comes first.
+    pub async fn handle_interactions_within<B: AsRef<[u8]>>(&self, req: &http::Request<B>, budget: &dyn Budget) -> http::Response<String> {
         if req.method() != http::Method::POST {
             return ApiError::MethodNotAllowed.to_response().into_http();
         }
         let bearer = inbound::bearer(req.headers());
-        self.interactions_as(bearer, req.body().as_ref()).await.into_http()
+        self.interactions_as(bearer, req.body().as_ref(), budget).await.into_http()
+    }
+
+    /// API Gateway's limit minus the time margin, from now: the outer deadline when no Lambda context
+    /// tells a nearer one.
+    fn gateway_deadline(&self) -> sync::Deadline {
+        sync::Deadline::new(tokio::time::Instant::now(), None, self.config.time_margin)
     }
 
     /// `POST /contacts`. `now` is the wall clock (the run's upper bound derives from it); `budget` says
@@ -196,7 +220,16 @@ impl App {
                 source,
             })?;
         let run = sync::plan_run(checkpoint.as_ref(), offset, now, self.connector.indexing_lag());
-        let outcome = sync::sync_page(self.connector.as_ref(), &request.auth, run, self.page_limits(), budget).await?;
+        let outcome = sync::sync_page(sync::PageRequest {
+            connector: self.connector.as_ref(),
+            auth: &request.auth,
+            account: &account,
+            run,
+            limits: self.page_limits(),
+            budget,
+            pacer: &self.pacer,
+        })
+        .await?;
         let next_offset = outcome.next.as_ref().map(|n| signer.encode_offset(&account, n));
         let context = outcome.next.as_ref().map(|n| json!({"page": n.page}));
         let response = ContactsResponse {
@@ -210,13 +243,19 @@ impl App {
 
     /// `POST /interactions`. The bridge token, when one is required, is read from `auth.bridge_token`.
     pub async fn interactions(&self, body: &[u8]) -> ApiResponse {
-        self.interactions_as(None, body).await
+        let budget = self.gateway_deadline();
+        self.interactions_as(None, body, &budget).await
+    }
+
+    /// `POST /interactions` within an outer deadline (see [`App::handle_interactions_within`]).
+    pub async fn interactions_within(&self, body: &[u8], budget: &dyn Budget) -> ApiResponse {
+        self.interactions_as(None, body, budget).await
     }
 
     /// `POST /interactions` with the token of an `Authorization: Bearer` header, if the request has one.
-    async fn interactions_as(&self, bearer: Option<&str>, body: &[u8]) -> ApiResponse {
+    async fn interactions_as(&self, bearer: Option<&str>, body: &[u8], budget: &dyn Budget) -> ApiResponse {
         let started = Instant::now();
-        let (result, upstream) = crate::metrics::track(self.interactions_inner(bearer, body)).await;
+        let (result, upstream) = crate::metrics::track(self.interactions_inner(bearer, body, budget)).await;
         let mut m = crate::metrics::Invocation::new("interactions", self.connector.name()).with_upstream(upstream);
         m.records = result.as_ref().map_or(0, |found| found.len());
         let response = match result {
@@ -244,30 +283,49 @@ impl App {
         }
     }
 
-    async fn interactions_inner(&self, bearer: Option<&str>, body: &[u8]) -> Result<Vec<talkdesk::Interaction>, ApiError> {
+    async fn interactions_inner(
+        &self,
+        bearer: Option<&str>,
+        body: &[u8],
+        budget: &dyn Budget,
+    ) -> Result<Vec<talkdesk::Interaction>, ApiError> {
         let (root, secrets) = self.admit(bearer, body).await?;
         let mut request = talkdesk::interactions_request_from(&root)?;
         secrets.fill_credentials(&mut request.auth);
         self.connector.account(&request.auth)?;
-        let supported = self.connector.interaction_types();
-        let Some(query) = lookup::build_query(
+        let limits = lookup::LookupLimits::from_config(&self.config);
+        let Some(plan) = lookup::plan(
             &request.data,
             &request.interaction_types,
-            supported,
-            self.config.default_region,
-            self.config.max_interactions,
+            self.connector.interaction_types(),
+            &limits,
         ) else {
             return Ok(vec![]);
         };
-        let batch = self.connector.interactions(&request.auth, &query).await?;
-        crate::metrics::note_hits(batch.hits);
+        let outcome = lookup::run(
+            self.connector.as_ref(),
+            &request.auth,
+            &plan,
+            &limits,
+            budget,
+            lookup::process_permits(),
+        )
+        .await;
+        crate::metrics::note_hits(outcome.hits);
+        crate::metrics::note_lookup(crate::metrics::LookupCounts {
+            cut_short: usize::from(outcome.cut_short),
+            identifiers_ignored: outcome.ignored.total(),
+            people_ignored: outcome.people_ignored,
+            failures: outcome.failures.len(),
+            max_in_flight: outcome.max_in_flight,
+        });
         tracing::debug!(
-            external_id_hits = batch.hits.external_id,
-            email_hits = batch.hits.email,
-            phone_hits = batch.hits.phone,
+            external_id_hits = outcome.hits.external_id,
+            email_hits = outcome.hits.email,
+            phone_hits = outcome.hits.phone,
             "lookup hits"
         );
-        Ok(lookup::merge(batch.interactions, &query.types, self.config.max_interactions))
+        Ok(outcome.answer()?)
     }
 
     fn failure(&self, operation: &'static str, e: ApiError, started: Instant) -> ApiResponse {

@@ -42,7 +42,7 @@ impl ApiError {
                 ConnectorError::Forbidden { .. } => 403,
                 ConnectorError::RateLimited { .. } | ConnectorError::Unavailable { .. } => 503,
                 ConnectorError::Timeout { .. } => 504,
-                ConnectorError::BadGateway { .. } => 502,
+                ConnectorError::BadGateway { .. } | ConnectorError::CursorRejected { .. } | ConnectorError::Rejected { .. } => 502,
             },
         }
     }
@@ -67,7 +67,8 @@ impl ApiError {
                 ConnectorError::RateLimited { .. } => "upstream_rate_limited",
                 ConnectorError::Unavailable { .. } => "upstream_unavailable",
                 ConnectorError::Timeout { .. } => "upstream_timeout",
-                ConnectorError::BadGateway { .. } => "upstream_error",
+                ConnectorError::BadGateway { .. } | ConnectorError::CursorRejected { .. } => "upstream_error",
+                ConnectorError::Rejected { .. } => "upstream_rejected",
             },
         }
     }

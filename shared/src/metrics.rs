@@ -45,9 +45,21 @@ pub struct Invocation {
     pub rate_limited: usize,
     /// 1 when the page ended because the time budget ran out.
     pub budget_cuts: usize,
+    /// Waits for the provider's rate limit before a request, and their total length.
+    pub rate_waits: usize,
+    pub rate_wait_ms: usize,
+    /// 1 when the page ended because the provider's rate limit left no time for another request.
+    pub rate_limit_cuts: usize,
+    /// Rewinds after a connector broke its order.
+    pub rewinds: usize,
+    /// 1 when the request was served with secrets past their TTL because SSM could not be read (the
+    /// outage grace of `BRIDGE_SSM_STALE_GRACE_SECS`).
+    pub stale_secrets: usize,
     /// Why the contacts page ended (a property, not a metric).
     pub stop: Option<StopReason>,
     pub hits: LookupHits,
+    /// What an interaction lookup cut, ignored or lost.
+    pub lookup: LookupCounts,
     pub duration_ms: u64,
 }
 
@@ -63,9 +75,19 @@ const METRICS: &[Metric] = &[
     ("UpstreamRetries", "Count", |m| m.retries),
     ("Upstream429s", "Count", |m| m.rate_limited),
     ("BudgetCuts", "Count", |m| m.budget_cuts),
+    ("RateLimitWaits", "Count", |m| m.rate_waits),
+    ("RateLimitWaitMs", "Milliseconds", |m| m.rate_wait_ms),
+    ("RateLimitCuts", "Count", |m| m.rate_limit_cuts),
+    ("OrderRewinds", "Count", |m| m.rewinds),
+    ("StaleSecrets", "Count", |m| m.stale_secrets),
     ("ExternalIdHits", "Count", |m| m.hits.external_id),
     ("EmailHits", "Count", |m| m.hits.email),
     ("PhoneHits", "Count", |m| m.hits.phone),
+    ("LookupCutShort", "Count", |m| m.lookup.cut_short),
+    ("IdentifiersIgnored", "Count", |m| m.lookup.identifiers_ignored),
+    ("PeopleIgnored", "Count", |m| m.lookup.people_ignored),
+    ("LookupFailures", "Count", |m| m.lookup.failures),
+    ("LookupMaxInFlight", "Count", |m| m.lookup.max_in_flight),
     ("ServerErrors", "Count", |m| usize::from(m.status >= 500)),
     ("ClientErrors", "Count", |m| usize::from((400..500).contains(&m.status))),
 ];
@@ -84,6 +106,10 @@ impl Invocation {
     pub fn with_page(mut self, stats: &PageStats) -> Self {
         self.pages = stats.upstream_calls;
         self.budget_cuts = usize::from(stats.stop == StopReason::TimeBudget);
+        self.rate_waits = stats.rate_waits;
+        self.rate_wait_ms = stats.rate_wait_ms as usize;
+        self.rate_limit_cuts = usize::from(stats.stop == StopReason::RateLimit);
+        self.rewinds = stats.rewinds;
         self.stop = Some(stats.stop);
         if self.upstream_calls == 0 {
             self.upstream_calls = stats.upstream_calls;
@@ -96,6 +122,8 @@ impl Invocation {
         self.retries = counts.retries;
         self.rate_limited = counts.rate_limited;
         self.hits = counts.hits;
+        self.stale_secrets = counts.stale_secrets;
+        self.lookup = counts.lookup;
         self
     }
 
@@ -151,6 +179,24 @@ pub struct Upstream {
     pub rate_limited: usize,
     /// Which identifiers found something (interaction lookups).
     pub hits: LookupHits,
+    /// Requests served with secrets past their TTL (0 or 1 per invocation).
+    pub stale_secrets: usize,
+    pub lookup: LookupCounts,
+}
+
+/// What an interaction lookup cut, ignored or lost (see `crate::lookup`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LookupCounts {
+    /// 1 when the lookup's deadline cut it short.
+    pub cut_short: usize,
+    /// Email and phone entries past `BRIDGE_MAX_LOOKUP_IDENTIFIERS`, never searched.
+    pub identifiers_ignored: usize,
+    /// People found beyond the most a lookup fetches.
+    pub people_ignored: usize,
+    /// Searches, identifier reads and fetches that failed.
+    pub failures: usize,
+    /// The most upstream calls the lookup had running at once.
+    pub max_in_flight: usize,
 }
 
 /// Counters a connector's HTTP client bumps while an invocation runs.
@@ -160,6 +206,8 @@ pub struct UpstreamCounters {
     retries: AtomicUsize,
     rate_limited: AtomicUsize,
     hits: [AtomicUsize; 3],
+    stale_secrets: AtomicUsize,
+    lookup: std::sync::Mutex<LookupCounts>,
 }
 
 impl UpstreamCounters {
@@ -173,6 +221,8 @@ impl UpstreamCounters {
                 email: self.hits[1].load(Ordering::Relaxed),
                 phone: self.hits[2].load(Ordering::Relaxed),
             },
+            stale_secrets: self.stale_secrets.load(Ordering::Relaxed),
+            lookup: *self.lookup.lock().unwrap_or_else(|p| p.into_inner()),
         }
     }
 }
@@ -208,6 +258,11 @@ pub fn note_rate_limited() {
     bump(|c| &c.rate_limited);
 }
 
+/// The request is served with secrets past their TTL, SSM being unreachable.
+pub fn note_stale_secrets() {
+    bump(|c| &c.stale_secrets);
+}
+
 /// What a lookup's identifiers found.
 pub fn note_hits(hits: LookupHits) {
     let _ = UPSTREAM.try_with(|c| {
@@ -215,6 +270,11 @@ pub fn note_hits(hits: LookupHits) {
             slot.fetch_add(n, Ordering::Relaxed);
         }
     });
+}
+
+/// What an interaction lookup cut, ignored or lost.
+pub fn note_lookup(counts: LookupCounts) {
+    let _ = UPSTREAM.try_with(|c| *c.lookup.lock().unwrap_or_else(|p| p.into_inner()) = counts);
 }
 
 #[cfg(test)]
@@ -237,6 +297,14 @@ mod tests {
                 external_id: 1,
                 email: 2,
                 phone: 3,
+            },
+            stale_secrets: 1,
+            lookup: LookupCounts {
+                cut_short: 1,
+                identifiers_ignored: 1990,
+                people_ignored: 0,
+                failures: 2,
+                max_in_flight: 6,
             },
         })
         .with_page(&PageStats {
@@ -262,7 +330,7 @@ mod tests {
         for d in declared {
             let name = d["Name"].as_str().unwrap();
             assert!(v[name].is_u64(), "metric {name} has a numeric value in the document");
-            assert!(["Count", "Bytes"].contains(&d["Unit"].as_str().unwrap()));
+            assert!(["Count", "Bytes", "Milliseconds"].contains(&d["Unit"].as_str().unwrap()));
         }
         // EMF allows at most 100 metrics per directive and 30 dimensions per set.
         assert!(declared.len() <= 100);
@@ -281,6 +349,12 @@ mod tests {
         assert_eq!(v["ExternalIdHits"], 1);
         assert_eq!(v["EmailHits"], 2);
         assert_eq!(v["PhoneHits"], 3);
+        assert_eq!(v["StaleSecrets"], 1);
+        assert_eq!(v["LookupCutShort"], 1);
+        assert_eq!(v["IdentifiersIgnored"], 1990);
+        assert_eq!(v["PeopleIgnored"], 0);
+        assert_eq!(v["LookupFailures"], 2);
+        assert_eq!(v["LookupMaxInFlight"], 6);
         assert_eq!(v["ServerErrors"], 0);
         assert_eq!(v["StatusCode"], 200);
         assert_eq!(v["Stop"], "time_budget");
@@ -319,10 +393,15 @@ mod tests {
             note_upstream_call();
             note_retry();
             note_rate_limited();
+            note_stale_secrets();
             note_hits(LookupHits {
                 external_id: 0,
                 email: 2,
                 phone: 1,
+            });
+            note_lookup(LookupCounts {
+                failures: 1,
+                ..LookupCounts::default()
             });
         })
         .await;
@@ -337,6 +416,11 @@ mod tests {
                     external_id: 0,
                     email: 2,
                     phone: 1
+                },
+                stale_secrets: 1,
+                lookup: LookupCounts {
+                    failures: 1,
+                    ..LookupCounts::default()
                 },
             }
         );

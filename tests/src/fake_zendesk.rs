@@ -5,15 +5,22 @@
 //! - `GET /api/v2/incremental/users/cursor`: `start_time` (refused within the most recent minute) or
 //!   `cursor`; `per_page` up to 1000; users in ascending `(updated_at, id)`; `after_cursor` is base64 of
 //!   `"<ts>.0||<id>|"` (a keyset, so same-second users are split across pages safely); users changed within
-//!   the last minute are not exported yet; `include=identities` sideloads identities. "Purged" users take a
-//!   place in the keyset but are never returned, which yields empty pages with `end_of_stream: false`.
+//!   the last minute are not exported yet; `include=identities` sideloads identities and
+//!   `include=organizations` the users' organizations (the endpoint takes the Users sideloads). "Purged"
+//!   users take a place in the keyset but are never returned, which yields empty pages with
+//!   `end_of_stream: false`. With [`FakeZendesk::set_export_rate_limit`] the export is rate limited per
+//!   account as Zendesk's is: every answer carries
+//!   `Zendesk-RateLimit-incremental-exports-cursor: total=N; remaining=R; resets=S` (whole seconds to the
+//!   end of the fixed window), and a request past the limit gets 429 with `Retry-After` (whole seconds) and
+//!   Zendesk's rate-limit body.
 //! - `GET /api/v2/organizations/show_many?ids=` (at most 100 ids), `GET /api/v2/users/search?query=`
 //!   (`email:` matches substrings and `phone:*digits` matches number endings, as loosely as Zendesk's
 //!   search), `GET /api/v2/users/{id}/identities`, `GET /api/v2/users/{id}/tickets/requested` (cursor
 //!   pagination, `sort=-updated_at`).
 //! - Errors: 401 `{"error":"Couldn't authenticate you"}`, 403 for the export when the credentials are
 //!   not an admin's, 404 `RecordNotFound`, and injected faults: any status, HTML pages, malformed JSON,
-//!   429/503 with `Retry-After`, redirects, slow answers (for timeouts).
+//!   429/503 with `Retry-After`, redirects, slow answers (for timeouts), served to the next requests
+//!   (optionally of one path) or to every request whose query holds a text (one identifier's search).
 //!
 //! The data lives behind [`FakeZendesk::with_data`] and may change between pages (an export hook runs
 //! before every export request). Every request is recorded (method, `Host`, path, query, `Authorization`),
@@ -42,6 +49,23 @@ pub const API_TOKEN: &str = "fake-api-token";
 pub const ACCESS_TOKEN: &str = "fake-oauth-token";
 /// The subdomain the fake's URLs use.
 pub const SUBDOMAIN: &str = "acme";
+
+/// A token key for apps on the fake (a real connector refuses to start without one).
+pub const TEST_TOKEN_KEY: &str = "fake-zendesk-test-token-key-0123456789";
+
+/// An app on `BRIDGE_CONNECTOR=zendesk` against `fake`, with [`TEST_TOKEN_KEY`] and the extra pairs.
+pub fn app_on(fake: &FakeZendesk, extra: &[(&str, &str)]) -> bridge::App {
+    let base = fake.base_url();
+    let mut pairs: Vec<(&str, &str)> = vec![
+        ("BRIDGE_CONNECTOR", "zendesk"),
+        ("BRIDGE_TOKEN_KEY", TEST_TOKEN_KEY),
+        ("ZENDESK_BASE_URL", base.as_str()),
+    ];
+    pairs.extend_from_slice(extra);
+    let config = crate::config(&pairs);
+    let connector = bridge::connectors::build(&config).expect("zendesk connector builds");
+    bridge::App::new(config, connector).expect("zendesk app builds")
+}
 
 /// `auth` for Talkdesk requests that the fake accepts.
 pub fn auth_json() -> Value {
@@ -398,6 +422,49 @@ struct Inner {
     export_hook: Option<ExportHook>,
     /// Added to every answer (upstream latency, for benchmarks).
     latency: Duration,
+    /// The export's rate limit, and the current window's start and use.
+    export_limit: Option<ExportLimit>,
+    /// Whether `include=organizations` is honoured on the export.
+    sideload_organizations: bool,
+    /// Export answers of 429 so far.
+    export_429s: usize,
+    /// Served to every request with a query value containing the text (after the path-matched faults).
+    query_faults: Vec<(String, Fault)>,
+}
+
+/// A fixed-window rate limit on the incremental export, as Zendesk applies it per account.
+#[derive(Debug, Clone, Copy)]
+struct ExportLimit {
+    per_window: u32,
+    window: Duration,
+    started: Option<std::time::Instant>,
+    used: u32,
+}
+
+impl ExportLimit {
+    /// Counts one request; `Err(resets_in)` when the window is spent.
+    fn take(&mut self) -> (Result<(), Duration>, u32, Duration) {
+        let now = std::time::Instant::now();
+        let started = match self.started {
+            Some(s) if now.duration_since(s) < self.window => s,
+            _ => {
+                self.used = 0;
+                self.started = Some(now);
+                now
+            }
+        };
+        let resets_in = self.window.saturating_sub(now.duration_since(started));
+        if self.used >= self.per_window {
+            return (Err(resets_in), 0, resets_in);
+        }
+        self.used += 1;
+        (Ok(()), self.per_window - self.used, resets_in)
+    }
+}
+
+/// Whole seconds, rounded up, as Zendesk's `resets` and `Retry-After` give them.
+fn whole_secs(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
 struct Shared {
@@ -439,6 +506,10 @@ impl FakeZendesk {
                 accept: Accept::Default,
                 export_hook: None,
                 latency: Duration::ZERO,
+                export_limit: None,
+                sideload_organizations: true,
+                export_429s: 0,
+                query_faults: vec![],
             }),
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
@@ -489,12 +560,20 @@ impl FakeZendesk {
         }
     }
 
+    /// Serves `fault` to every request one of whose query values contains `text` (e.g. one identifier's
+    /// `users/search`), until [`FakeZendesk::clear_faults`]. `Fault::Delay` of an hour hangs them.
+    pub fn fail_queries_with(&self, text: &str, fault: Fault) {
+        self.shared.lock().query_faults.push((text.to_string(), fault));
+    }
+
     pub fn pending_faults(&self) -> usize {
         self.shared.lock().faults.len()
     }
 
     pub fn clear_faults(&self) {
-        self.shared.lock().faults.clear();
+        let mut inner = self.shared.lock();
+        inner.faults.clear();
+        inner.query_faults.clear();
     }
 
     /// Every request received so far.
@@ -544,6 +623,27 @@ impl FakeZendesk {
     /// Delays every answer by `latency` (the round trip to a real Zendesk).
     pub fn set_latency(&self, latency: Duration) {
         self.shared.lock().latency = latency;
+    }
+
+    /// Limits the incremental export to `per_window` requests per fixed `window` (Zendesk: 10 or 20 a
+    /// minute); `None` lifts the limit.
+    pub fn set_export_rate_limit(&self, limit: Option<(u32, Duration)>) {
+        self.shared.lock().export_limit = limit.map(|(per_window, window)| ExportLimit {
+            per_window,
+            window,
+            started: None,
+            used: 0,
+        });
+    }
+
+    /// Export answers of 429 so far.
+    pub fn export_429s(&self) -> usize {
+        self.shared.lock().export_429s
+    }
+
+    /// Whether the export honours `include=organizations` (on by default).
+    pub fn set_sideload_organizations(&self, on: bool) {
+        self.shared.lock().sideload_organizations = on;
     }
 }
 
@@ -708,7 +808,14 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
             .faults
             .iter()
             .position(|(prefix, _)| prefix.as_deref().is_none_or(|p| recorded.path.starts_with(p)));
-        at.and_then(|i| inner.faults.remove(i)).map(|(_, f)| f)
+        at.and_then(|i| inner.faults.remove(i)).map(|(_, f)| f).or_else(|| {
+            let values = || recorded.query.iter().map(|(_, v)| v.as_str());
+            inner
+                .query_faults
+                .iter()
+                .find(|(text, _)| values().any(|v| v.contains(text.as_str())))
+                .map(|(_, f)| f.clone())
+        })
     };
     match fault {
         Some(Fault::Respond {
@@ -794,6 +901,35 @@ fn export(inner: &mut Inner, req: &RecordedRequest) -> Response {
     if !inner.admin {
         return error(403, "Forbidden", "You do not have access to this page");
     }
+    let mut limit_header = None;
+    if let Some(limit) = inner.export_limit.as_mut() {
+        let (taken, remaining, resets_in) = limit.take();
+        let header = format!(
+            "total={}; remaining={remaining}; resets={}",
+            limit.per_window,
+            whole_secs(resets_in)
+        );
+        if let Err(wait) = taken {
+            inner.export_429s += 1;
+            let mut r = error(429, "APIRateLimitExceeded", "Number of allowed API requests per minute exceeded");
+            if let Ok(v) = HeaderValue::from_str(&whole_secs(wait).to_string()) {
+                r.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            if let Ok(v) = HeaderValue::from_str(&header) {
+                r.headers_mut().insert("zendesk-ratelimit-incremental-exports-cursor", v);
+            }
+            return r;
+        }
+        limit_header = HeaderValue::from_str(&header).ok();
+    }
+    let mut r = export_page(inner, req);
+    if let Some(v) = limit_header {
+        r.headers_mut().insert("zendesk-ratelimit-incremental-exports-cursor", v);
+    }
+    r
+}
+
+fn export_page(inner: &mut Inner, req: &RecordedRequest) -> Response {
     let now = now_of(inner);
     if let Some(hook) = inner.export_hook.as_mut() {
         hook(&mut inner.data, now);
@@ -844,8 +980,17 @@ fn export(inner: &mut Inner, req: &RecordedRequest) -> Response {
         "before_cursor": null,
         "end_of_stream": end_of_stream,
     });
-    if req.param("include").is_some_and(|i| i.split(',').any(|s| s == "identities")) {
+    let includes = |what: &str| req.param("include").is_some_and(|i| i.split(',').any(|s| s == what));
+    if includes("identities") {
         body["identities"] = Value::Array(users.iter().flat_map(|u| u.identities_json()).collect());
+    }
+    if includes("organizations") && inner.sideload_organizations {
+        let ids: std::collections::BTreeSet<u64> = users.iter().filter_map(|u| u.organization_id).collect();
+        body["organizations"] = Value::Array(
+            ids.into_iter()
+                .filter_map(|id| inner.data.organizations.get(&id).map(|name| organization_json(id, name)))
+                .collect(),
+        );
     }
     ok(body)
 }
@@ -859,16 +1004,19 @@ fn organizations(inner: &Inner, req: &RecordedRequest) -> Response {
         .iter()
         .filter_map(|s| s.parse::<u64>().ok())
         .filter_map(|id| inner.data.organizations.get(&id).map(|name| (id, name)))
-        .map(|(id, name)| {
-            json!({
-                "url": format!("https://{SUBDOMAIN}.zendesk.com/api/v2/organizations/{id}.json"),
-                "id": id, "name": name, "shared_tickets": false, "shared_comments": false, "external_id": null,
-                "created_at": "2020-01-01T00:00:00Z", "updated_at": "2020-01-01T00:00:00Z",
-                "domain_names": [], "details": "", "notes": "", "group_id": null, "tags": [], "organization_fields": {}
-            })
-        })
+        .map(|(id, name)| organization_json(id, name))
         .collect();
     ok(json!({"organizations": orgs, "next_page": null, "previous_page": null, "count": orgs.len()}))
+}
+
+/// An organization as Zendesk's Organizations API shows one.
+fn organization_json(id: u64, name: &str) -> Value {
+    json!({
+        "url": format!("https://{SUBDOMAIN}.zendesk.com/api/v2/organizations/{id}.json"),
+        "id": id, "name": name, "shared_tickets": false, "shared_comments": false, "external_id": null,
+        "created_at": "2020-01-01T00:00:00Z", "updated_at": "2020-01-01T00:00:00Z",
+        "domain_names": [], "details": "", "notes": "", "group_id": null, "tags": [], "organization_fields": {}
+    })
 }
 
 fn digits(s: &str) -> String {
@@ -964,7 +1112,8 @@ const PRIORITIES: &[Option<&str>] = &[None, Some("low"), Some("normal"), Some("h
 pub fn generate(opts: Generate) -> FakeData {
     let mut rng = SmallRng::seed_from_u64(opts.seed);
     let mut data = FakeData::default();
-    for o in 0..(opts.users / 10).max(1) as u64 {
+    // One organization per 50 users: 2,000 for 100,000 users.
+    for o in 0..(opts.users / 50).max(1) as u64 {
         data.organizations.insert(360_000 + o, format!("Org {o} Inc."));
     }
     let org_count = data.organizations.len() as u64;

@@ -7,6 +7,7 @@ pub mod postgres;
 pub mod runtime_emulator;
 pub mod server;
 pub mod sim;
+pub mod ssm_gate;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -53,6 +54,11 @@ pub fn sandbox_app_with(
     (app, store)
 }
 
+/// An app on `connector` with the configuration the pairs give.
+pub fn app_on(pairs: &[(&str, &str)], connector: Arc<dyn bridge::connectors::Connector>) -> App {
+    App::new(config(pairs), connector).expect("app builds")
+}
+
 /// An app on the default generated sandbox.
 pub fn sandbox_app(pairs: &[(&str, &str)]) -> (App, Arc<SandboxStore>) {
     sandbox_app_with(
@@ -61,4 +67,18 @@ pub fn sandbox_app(pairs: &[(&str, &str)]) -> (App, Arc<SandboxStore>) {
         bridge::connectors::sandbox::DEFAULT_PAGE_SIZE,
         std::time::Duration::ZERO,
     )
+}
+
+/// An app on the Zendesk connector against `fake`, with `extra` settings.
+pub fn zendesk_app(fake: &fake_zendesk::FakeZendesk, token_key: &str, extra: &[(&str, &str)]) -> App {
+    let base = fake.base_url();
+    let mut pairs: Vec<(&str, &str)> = vec![
+        ("BRIDGE_CONNECTOR", "zendesk"),
+        ("BRIDGE_TOKEN_KEY", token_key),
+        ("ZENDESK_BASE_URL", base.as_str()),
+    ];
+    pairs.extend_from_slice(extra);
+    let config = config(&pairs);
+    let connector = bridge::connectors::build(&config).expect("zendesk connector builds");
+    App::new(config, connector).expect("zendesk app builds")
 }

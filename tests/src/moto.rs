@@ -111,18 +111,7 @@ impl MotoServer {
     /// An SSM client for this server, configured explicitly: endpoint, region, static dummy
     /// credentials, and quick retries so "SSM is down" tests fail fast.
     pub fn ssm_client(&self) -> aws_sdk_ssm::Client {
-        let config = aws_sdk_ssm::config::Builder::new()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(REGION))
-            .credentials_provider(Credentials::new("test", "test", None, None, "moto"))
-            .endpoint_url(self.endpoint_url())
-            .retry_config(
-                RetryConfig::standard()
-                    .with_max_attempts(2)
-                    .with_initial_backoff(Duration::from_millis(10)),
-            )
-            .build();
-        aws_sdk_ssm::Client::from_conf(config)
+        ssm_client_at(&self.endpoint_url())
     }
 
     /// Stores `value` as a SecureString (decrypted by the reader) under `name`, a full name, overwriting.
@@ -167,6 +156,23 @@ impl Drop for MotoServer {
         self.stop();
         let _ = std::fs::remove_file(&self.log);
     }
+}
+
+/// An SSM client for the emulator (or something in front of it, such as [`crate::ssm_gate::SsmGate`]) at
+/// `endpoint`: region, static dummy credentials, and quick retries so "SSM is down" tests fail fast.
+pub fn ssm_client_at(endpoint: &str) -> aws_sdk_ssm::Client {
+    let config = aws_sdk_ssm::config::Builder::new()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(REGION))
+        .credentials_provider(Credentials::new("test", "test", None, None, "moto"))
+        .endpoint_url(endpoint)
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(2)
+                .with_initial_backoff(Duration::from_millis(10)),
+        )
+        .build();
+    aws_sdk_ssm::Client::from_conf(config)
 }
 
 /// A clock that moves only when told to, for [`bridge::secrets::ssm::SsmCache::with_clock`]: TTL expiry

@@ -241,11 +241,13 @@ fn regenerate_events() {
     let next = OffsetState {
         t_run,
         since: None,
-        after: Some(Position::after(&keys[499])),
+        after: Some(Position::after(&keys[999])),
         cursor: None,
         page: 1,
+        continues: false,
+        tie: None,
     };
-    let since = Position::after(&keys[1_799]);
+    let since = Position::after(&keys[1_099]);
     let checkpoint = signer.encode_checkpoint(
         account,
         &CheckpointState {
@@ -255,9 +257,11 @@ fn regenerate_events() {
     let inc_next = OffsetState {
         t_run,
         since: Some(since),
-        after: Some(Position::after(&keys[2_299])),
+        after: Some(Position::after(&keys[1_999])),
         cursor: None,
         page: 1,
+        continues: false,
+        tie: None,
     };
     let forged = bridge_tests::sim::tamper(&signer.encode_offset(account, &next));
     let sample = &data.contacts[42].contact;

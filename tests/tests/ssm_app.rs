@@ -386,22 +386,25 @@ async fn a_rotated_inbound_token_is_live_once_the_ttl_has_passed() {
     let app = zendesk_app(&server, &fake, &clock, &[]).await.unwrap();
 
     server.put_secure(&full("inbound-tokens"), NEW).await;
-    clock.advance(TTL - Duration::from_secs(1));
+    // Before the last fifth of the TTL (when a background read may start), nothing is read again.
+    clock.advance(TTL / 2);
     assert_eq!(contacts(&app, with_token(Some(OLD)), None).await.0, 200);
     assert_eq!(contacts(&app, with_token(Some(NEW)), None).await.0, 401);
 
-    clock.advance(Duration::from_secs(1));
+    clock.advance(TTL - TTL / 2);
     assert_eq!(contacts(&app, with_token(Some(NEW)), None).await.0, 200);
     assert_eq!(contacts(&app, with_token(Some(OLD)), None).await.0, 401);
 }
 
 #[tokio::test]
-async fn with_ssm_down_the_secrets_serve_until_the_ttl_then_requests_get_503() {
+async fn with_no_stale_grace_and_ssm_down_the_secrets_serve_until_the_ttl_then_requests_get_503() {
     let mut server = MotoServer::start();
     store_single_tenant(&server).await;
     let fake = fake().await;
     let clock = ManualClock::new();
-    let app = zendesk_app(&server, &fake, &clock, &[]).await.unwrap();
+    // The outage grace (ssm_resilience.rs) turned off: the TTL alone bounds the values.
+    let no_grace = [("BRIDGE_SSM_STALE_GRACE_SECS", "0")];
+    let app = zendesk_app(&server, &fake, &clock, &no_grace).await.unwrap();
 
     server.stop();
     // token-key-previous and zendesk/access_token are not in SSM: asking for them per request would fail

@@ -293,7 +293,8 @@ async fn rejected_credentials_are_a_401_and_secrets_never_reach_bodies_or_logs()
     let bad = json!({"auth": auth, "data": {"contact_emails": ["user1@example.com"]}});
     let r = app.interactions(bad.to_string().as_bytes()).await;
     assert_eq!(r.status, 401);
-    fake.fail_next(1, Fault::status(500));
+    // A transient failure is tried once more before the page gives up: fail both tries.
+    fake.fail_next(2, Fault::status(500));
     let r = contacts_page(&app, &auth_json(), None, None, Utc::now()).await;
     assert_eq!(r.status, 502);
 
@@ -386,7 +387,7 @@ async fn users_map_to_contacts_with_identities_organization_photo_and_user_field
         })]
     );
     let export = &fake.requests_to("/api/v2/incremental")[0];
-    assert_eq!(export.param("include"), Some("identities"));
+    assert_eq!(export.param("include"), Some("identities,organizations"));
 }
 
 #[tokio::test]
@@ -517,6 +518,8 @@ async fn organization_names_are_fetched_in_batches_of_100_and_reused() {
         data.organizations.insert(500 + i, format!("Org {i}"));
     }
     let fake = FakeZendesk::start(data).await.unwrap();
+    // The fallback for an export that does not sideload organizations (`include=organizations`).
+    fake.set_sideload_organizations(false);
     let app = app(&fake);
     let (contacts, _) = sync(&app, None, Utc::now()).await;
     assert_eq!(contacts.len(), 150);
@@ -544,7 +547,7 @@ async fn upstream_failures_map_to_clear_statuses_without_echoing_the_upstream_bo
     let cases = [
         (Fault::status(500), 502, "upstream_error"),
         (Fault::status(502), 502, "upstream_error"),
-        (Fault::status(400), 502, "upstream_error"),
+        (Fault::status(400), 502, "upstream_rejected"),
         (Fault::html(500), 502, "upstream_error"),
         (Fault::html(200), 502, "upstream_error"),
         (Fault::malformed_json(), 502, "upstream_error"),
@@ -556,7 +559,9 @@ async fn upstream_failures_map_to_clear_statuses_without_echoing_the_upstream_bo
     ];
     for (fault, status, code) in cases {
         fake.clear_requests();
-        fake.fail_next(1, fault.clone());
+        fake.clear_faults();
+        // A transient failure is tried once more before the page gives up: the fault answers both tries.
+        fake.fail_next(2, fault.clone());
         let r = contacts_page(&app, &auth_json(), None, None, Utc::now()).await;
         assert_eq!(r.status, status, "{fault:?}: {}", r.body);
         let v = json_of(&r);
@@ -566,7 +571,12 @@ async fn upstream_failures_map_to_clear_statuses_without_echoing_the_upstream_bo
             "{}",
             r.body
         );
-        assert_eq!(fake.requests().len(), 1, "{fault:?}: a redirect or error was followed");
+        let tries = if status >= 500 && code != "upstream_rejected" { 2 } else { 1 };
+        assert_eq!(
+            fake.requests().len(),
+            tries,
+            "{fault:?}: a redirect or error was followed, or a failure retried more than once"
+        );
     }
 }
 
@@ -584,16 +594,29 @@ async fn a_429_is_waited_out_when_retry_after_fits_the_budget() {
 }
 
 #[tokio::test]
-async fn a_429_that_outlasts_the_budget_is_a_503_with_retry_after() {
+async fn a_429_that_outlasts_the_budget_is_an_empty_page_that_resumes_not_an_error() {
     let fake = FakeZendesk::start(data_of(vec![user(1, T0 - 3600)])).await.unwrap();
     let app = app(&fake);
     fake.fail_next(1, Fault::rate_limited("120"));
+    let started = Instant::now();
     let r = contacts_page(&app, &auth_json(), None, None, Utc::now()).await;
-    assert_eq!(r.status, 503, "{}", r.body);
-    assert_eq!(r.header("retry-after"), Some("120"));
-    assert_eq!(json_of(&r)["error"]["code"], "upstream_rate_limited");
+    assert_eq!(r.status, 200, "a shorter page is possible, so no error: {}", r.body);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "a 120 s hold is not waited out without a clock"
+    );
+    let page = json_of(&r);
+    assert_eq!(page["contacts"], json!([]));
+    let offset = page["next_offset"].as_str().expect("the page resumes where it stood").to_string();
     assert_eq!(fake.requests().len(), 1);
+    // While Zendesk's hold lasts, the container sends nothing more: the next page is empty too.
+    let r = contacts_page(&app, &auth_json(), None, Some(&offset), Utc::now()).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(json_of(&r)["contacts"], json!([]));
+    assert_eq!(fake.requests().len(), 1, "no request Zendesk said it would refuse");
 
+    // Zendesk down with a long Retry-After is an error that says when to come back.
+    let app = app_with(&fake, &[]);
     let later = http_date(600);
     fake.fail_next(1, Fault::unavailable(Some(&later)));
     let r = contacts_page(&app, &auth_json(), None, None, Utc::now()).await;
@@ -603,51 +626,66 @@ async fn a_429_that_outlasts_the_budget_is_a_503_with_retry_after() {
 }
 
 #[tokio::test]
-async fn a_retry_after_longer_than_the_page_budget_is_answered_at_once_with_a_503() {
+async fn a_rate_limit_longer_than_the_page_budget_is_waited_while_the_budget_lasts_then_resumed() {
     let fake = FakeZendesk::start(data_of(vec![user(1, T0 - 3600)])).await.unwrap();
     let app = app(&fake);
-    // 10 s left before the Lambda deadline, 3 s kept in hand: 7 s to spend, not enough for 6 s + the request.
-    let budget = bridge::sync::Deadline::new(tokio::time::Instant::now(), Some(Duration::from_secs(10)), Duration::from_secs(3));
-    fake.fail_next(1, Fault::rate_limited("6"));
-    let started = Instant::now();
+    // 2 s left before the Lambda deadline and nothing kept in hand; Zendesk asks for 30 s.
+    let budget = || bridge::sync::Deadline::new(tokio::time::Instant::now(), Some(Duration::from_secs(2)), Duration::ZERO);
+    fake.fail_next(1, Fault::rate_limited("30"));
     let body = json!({"auth": auth_json(), "meta": {}});
-    let r = app.contacts(body.to_string().as_bytes(), &budget, Utc::now()).await;
-    assert_eq!(r.status, 503, "{}", r.body);
-    assert_eq!(r.header("retry-after"), Some("6"));
-    assert!(started.elapsed() < Duration::from_secs(3), "it waited");
+    let started = Instant::now();
+    let r = app.contacts(body.to_string().as_bytes(), &budget(), Utc::now()).await;
+    let waited = started.elapsed();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let page = json_of(&r);
+    assert_eq!(page["contacts"], json!([]));
+    assert!(page["next_offset"].is_string());
+    assert!(
+        waited >= Duration::from_millis(1500),
+        "the page waited while its budget lasted: {waited:?}"
+    );
+    assert!(waited < Duration::from_secs(3), "and answered before its deadline: {waited:?}");
+    assert_eq!(fake.requests().len(), 1, "nothing was sent while Zendesk's hold lasted");
+
+    // A short Retry-After fits in the budget: waited out, and the page is full.
+    let app = app_with(&fake, &[]);
     fake.fail_next(1, Fault::rate_limited("1"));
-    let r = app.contacts(body.to_string().as_bytes(), &budget, Utc::now()).await;
-    assert_eq!(r.status, 200, "a short Retry-After within the budget is waited out: {}", r.body);
+    let r = app.contacts(body.to_string().as_bytes(), &budget(), Utc::now()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(ids(json_of(&r)["contacts"].as_array().unwrap()), vec!["1"]);
 }
 
 #[tokio::test]
 async fn a_failure_mid_page_returns_what_was_gathered_and_the_offset_resumes_without_loss() {
-    // Every other user is an agent: each upstream page yields half a Talkdesk page.
-    let users: Vec<FakeUser> = (1..=20)
+    // Every other user is an agent: each 1000-user export page yields 500 contacts, so a Talkdesk page of
+    // 2000 takes three export pages.
+    let users: Vec<FakeUser> = (1..=6000)
         .map(|i| {
-            let mut u = user(i, T0 - 3000 + i as i64);
+            let mut u = user(i, T0 - 9000 + i as i64);
             if i % 2 == 0 {
                 u.role = "agent".into();
             }
             u
         })
         .collect();
+    let odd = |from: u64, to: u64| (from..=to).filter(|i| i % 2 == 1).map(|i| i.to_string()).collect::<Vec<_>>();
     let fake = FakeZendesk::start(data_of(users)).await.unwrap();
-    let app = app_with(&fake, &[("BRIDGE_PAGE_SIZE", "4")]);
+    let app = app_with(&fake, &[("BRIDGE_PAGE_SIZE", "2000")]);
     let auth = auth_json();
     let r = contacts_page(&app, &auth, None, None, Utc::now()).await;
     assert_eq!(r.status, 200);
     let first = json_of(&r);
-    assert_eq!(ids(first["contacts"].as_array().unwrap()), vec!["1", "3", "5", "7"]);
+    assert_eq!(ids(first["contacts"].as_array().unwrap()), odd(1, 3000));
+    assert_eq!(fake.requests_to("/api/v2/incremental").len(), 3);
     let offset = first["next_offset"].as_str().unwrap().to_string();
-    // The next request's first upstream page is served, its second fails.
+    // The next request's first export page is served, its second fails.
     fake.fail_next_on("/api/v2/incremental", 1, Fault::Delay(Duration::ZERO));
     fake.fail_next_on("/api/v2/incremental", 1, Fault::status(500));
     let r = contacts_page(&app, &auth, None, Some(&offset), Utc::now()).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let second = json_of(&r);
     let got = ids(second["contacts"].as_array().unwrap());
-    assert_eq!(got, vec!["9", "11"], "what was gathered before the failure");
+    assert_eq!(got, odd(3001, 4000), "what was gathered before the failure");
     assert!(second["next_offset"].is_string(), "a page cut by a failure is not the last");
     let mut rest = got;
     let mut offset = second["next_offset"].as_str().map(String::from);
@@ -658,7 +696,7 @@ async fn a_failure_mid_page_returns_what_was_gathered_and_the_offset_resumes_wit
         rest.extend(ids(v["contacts"].as_array().unwrap()));
         offset = v["next_offset"].as_str().map(String::from);
     }
-    assert_eq!(rest, vec!["9", "11", "13", "15", "17", "19"]);
+    assert_eq!(rest, odd(3001, 6000));
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -811,10 +849,7 @@ async fn lookups_run_in_parallel_within_the_bound() {
     let took = started.elapsed();
     assert_eq!(json_of(&r).as_array().unwrap().len(), 8);
     let max = fake.max_in_flight();
-    assert!(
-        (2..=bridge::connectors::zendesk::LOOKUP_CONCURRENCY).contains(&max),
-        "max in flight {max}"
-    );
+    assert!((2..=bridge::lookup::MAX_IN_FLIGHT).contains(&max), "max in flight {max}");
     println!(
         "8 email lookups with 150 ms searches: {} ms, at most {max} requests in flight",
         took.as_millis()

@@ -13,6 +13,6 @@ pub async fn handle(app: &App, req: Request) -> Result<Response<String>, Error> 
         let now_ms = chrono::Utc::now().timestamp_millis();
         u64::try_from(ctx.deadline as i64 - now_ms).ok().map(Duration::from_millis)
     });
-    let budget = Deadline::new(started, lambda_left, app.config.time_margin);
+    let budget = Deadline::new(started, lambda_left, app.config.time_margin).at_most(started, app.config.page_budget);
     Ok(app.handle_contacts(&req, &budget, chrono::Utc::now()).await)
 }

@@ -1,9 +1,19 @@
 //! `POST /interactions`: the caller's interactions, the moment a call rings.
 
-use bridge::App;
-use lambda_http::{Error, Request, Response};
+use std::time::Duration;
 
-/// Handles one invocation. Every expected failure is an `Ok` response with a JSON error body.
+use bridge::sync::Deadline;
+use bridge::App;
+use lambda_http::{Error, Request, RequestExt, Response};
+
+/// Handles one invocation. Every expected failure is an `Ok` response with a JSON error body. The lookup
+/// ends by `BRIDGE_LOOKUP_BUDGET_MS` or before the invocation's deadline, whichever comes first.
 pub async fn handle(app: &App, req: Request) -> Result<Response<String>, Error> {
-    Ok(app.handle_interactions(&req).await)
+    let started = tokio::time::Instant::now();
+    let lambda_left = req.lambda_context_ref().and_then(|ctx| {
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        u64::try_from(ctx.deadline as i64 - now_ms).ok().map(Duration::from_millis)
+    });
+    let budget = Deadline::new(started, lambda_left, app.config.time_margin);
+    Ok(app.handle_interactions_within(&req, &budget).await)
 }

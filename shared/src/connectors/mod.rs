@@ -28,40 +28,111 @@ impl ContactRecord {
     }
 }
 
-/// What the engine asks a connector for: records after `after` in `(updated_at, id)` order, updated no
-/// later than `until`, at most `limit` of them. A connector with a cursor of its own gets back the cursor it
-/// returned; it may then ignore `after` (the engine drops records at or before `after`).
+/// What the engine asks a connector for: one whole upstream page of at most `limit` records after `after`,
+/// updated no later than `until`, in the connector's [`Order`]. A connector with a cursor of its own gets
+/// back the cursor it returned; it may then ignore `after` (the engine drops records at or before `after`
+/// when it re-reads). Without a cursor it starts from `after`, and may include records of `after`'s own
+/// instant or second (the engine drops what it already returned).
 #[derive(Clone, Copy)]
 pub struct ContactQuery<'a> {
     pub after: Option<&'a Position>,
     pub cursor: Option<&'a str>,
     pub until: DateTime<Utc>,
+    /// The page size to ask the provider for: the connector's [`Connector::max_page_size`] unless the
+    /// deployment's Talkdesk page is smaller.
     pub limit: usize,
-    /// The page's time budget: a connector may wait out a `Retry-After` only while it lasts.
+    /// Only for [`Order::UpdatedAt`] connectors: return the records updated exactly at this instant whose id
+    /// comes after `after`'s id, ascending by id (the engine drains a tie larger than one upstream page).
+    pub only_at: Option<DateTime<Utc>>,
+    /// The page's time budget: a request should not outlive it.
     pub budget: &'a dyn crate::sync::Budget,
+}
+
+/// What a provider said of its rate limit on its last answer (e.g. Zendesk's
+/// `Zendesk-RateLimit-incremental-exports-cursor: total=10; remaining=3; resets=41`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    /// Requests still allowed in the current window.
+    pub remaining: u32,
+    /// When the window resets, from the moment of the answer.
+    pub resets_in: Duration,
 }
 
 /// One upstream page of contacts.
 #[derive(Debug, Clone, Default)]
 pub struct ContactBatch {
-    /// Ascending by `(updated_at, id)`.
+    /// In the connector's [`Order`]; the engine sorts each batch itself, so order within a batch is free.
     pub records: Vec<ContactRecord>,
     /// The provider's cursor for the page after this one, if it has cursors.
     pub next_cursor: Option<String>,
     /// True when nothing after these records is updated at or before `until`.
     pub done: bool,
+    /// The provider's rate-limit state after this request, when it says.
+    pub quota: Option<Quota>,
 }
 
-/// How Talkdesk identified the person, with phones already in E.164.
-#[derive(Debug, Clone, Default)]
-pub struct InteractionQuery {
-    pub external_id: Option<String>,
+/// The order a connector's contact stream follows across requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Order {
+    /// Ascending `(updated_at, id)`: a cursor continues right after the last record returned, and nothing
+    /// at or before it comes later. The engine still checks, and rewinds when a record breaks the promise.
+    #[default]
+    Strict,
+    /// Ascending `updated_at` only: records sharing an instant come in any id order, also across requests.
+    /// The connector resumes from an instant (inclusive) and supports [`ContactQuery::only_at`].
+    UpdatedAt,
+}
+
+/// One identifier the lookup layer searches for, already normalised: an email trimmed and lowercased, a
+/// phone in E.164.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Identifier {
+    Email(String),
+    Phone(String),
+}
+
+impl Identifier {
+    /// `email` or `phone`: what logs and metrics say instead of the value.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Identifier::Email(_) => "email",
+            Identifier::Phone(_) => "phone",
+        }
+    }
+
+    pub fn value(&self) -> &str {
+        match self {
+            Identifier::Email(v) | Identifier::Phone(v) => v,
+        }
+    }
+}
+
+/// A person in the external system, by the system's own id.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PersonRef(pub String);
+
+/// A person a search returned, with the emails and phones the answer shows, as the system stores them (the
+/// lookup layer normalises them before comparing).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Candidate {
+    pub person: PersonRef,
     pub emails: Vec<String>,
     pub phones: Vec<String>,
-    /// Only types this connector supports, never empty.
-    pub types: Vec<String>,
-    /// The most interactions the bridge will return; a connector may stop fetching beyond it.
-    pub limit: usize,
+    /// True when these are all of the person's emails and phones; false when the system keeps more
+    /// (Zendesk's secondary identities), which [`Connector::identifiers_of`] reads.
+    pub complete: bool,
+}
+
+/// The most upstream HTTP requests one lookup call of a connector may send, retries included. The lookup
+/// layer multiplies them by its caps to state a lookup's request bound.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LookupCosts {
+    /// One [`Connector::find_people`].
+    pub search: usize,
+    /// One [`Connector::identifiers_of`].
+    pub identifiers: usize,
+    /// One [`Connector::interactions_of`] for the lookup's interaction limit.
+    pub fetch: usize,
 }
 
 /// Which identifier found something, for metrics.
@@ -70,13 +141,6 @@ pub struct LookupHits {
     pub external_id: usize,
     pub email: usize,
     pub phone: usize,
-}
-
-/// What a lookup found.
-#[derive(Debug, Clone, Default)]
-pub struct InteractionBatch {
-    pub interactions: Vec<Interaction>,
-    pub hits: LookupHits,
 }
 
 /// A failure talking to an external system, or in the credentials given for it.
@@ -103,6 +167,13 @@ pub enum ConnectorError {
     Timeout { system: &'static str },
     #[error("{message}")]
     BadGateway { message: String },
+    /// The provider refused the cursor it issued (expired, or no longer valid): the engine restarts from the
+    /// keyset position instead. Answered 502 only if it ever escapes the engine.
+    #[error("{system} refused its own cursor")]
+    CursorRejected { system: &'static str },
+    /// The provider refused a request that will not succeed if repeated; the message says what to do.
+    #[error("{message}")]
+    Rejected { message: String },
 }
 
 impl ConnectorError {
@@ -150,6 +221,11 @@ pub trait Connector: Send + Sync {
     /// The most records one upstream request may return.
     fn max_page_size(&self) -> usize;
 
+    /// The order of the contact stream across requests (see [`Order`]).
+    fn order(&self) -> Order {
+        Order::Strict
+    }
+
     /// How long after a change the system's listing may still miss it. Each sync run stops at
     /// `run start - lag` so a late-indexed change is picked up by the next run.
     fn indexing_lag(&self) -> Duration;
@@ -179,12 +255,51 @@ pub trait Connector: Send + Sync {
     /// offsets and checkpoints can be bound to it.
     fn account(&self, auth: &Auth) -> Result<String, ConnectorError>;
 
-    /// One upstream page of contacts, as described by [`ContactQuery`].
+    /// One upstream page of contacts, as described by [`ContactQuery`]. A rate limit is reported, not waited
+    /// out ([`ConnectorError::RateLimited`], [`ContactBatch::quota`]): the engine paces every connector.
     async fn contacts(&self, auth: &Auth, query: &ContactQuery<'_>) -> Result<ContactBatch, ConnectorError>;
 
-    /// Every interaction of the given types with the person identified by the query. The engine merges,
-    /// removes duplicates, sorts and caps them.
-    async fn interactions(&self, auth: &Auth, query: &InteractionQuery) -> Result<InteractionBatch, ConnectorError>;
+    /// The system's name as people write it, for error messages (`Zendesk`). Defaults to [`Connector::name`].
+    fn display_name(&self) -> &'static str {
+        self.name()
+    }
+
+    // The interaction lookup. The lookup layer (`crate::lookup`) owns the rules: deadline, caps,
+    // deduplication, concurrency, exact matching of identifiers and partial answers. A connector only says
+    // how its system finds and reads one thing. Each call sends its requests one after another (never two at
+    // once), so the lookup layer's bound on calls in flight is a bound on requests in flight.
+
+    /// The person `contact_external_id` names, if it can name one in this system, without any request
+    /// (e.g. Zendesk user ids are numbers; anything else names nobody and is never sent).
+    fn person_by_external_id(&self, external_id: &str) -> Option<PersonRef>;
+
+    /// The most requests each lookup call may send, when at most `limit` interactions are wanted.
+    fn lookup_costs(&self, limit: usize) -> LookupCosts;
+
+    /// The live people whose email or phone may be `identifier`: one search. The system's search may be
+    /// loose (substrings, number endings); the lookup layer keeps only exact matches.
+    async fn find_people(
+        &self,
+        auth: &Auth,
+        identifier: &Identifier,
+        budget: &dyn crate::sync::Budget,
+    ) -> Result<Vec<Candidate>, ConnectorError>;
+
+    /// Every email and phone of `person` (a candidate a search showed incompletely), as a complete
+    /// [`Candidate`]; empty when the person does not exist.
+    async fn identifiers_of(&self, auth: &Auth, person: &PersonRef, budget: &dyn crate::sync::Budget) -> Result<Candidate, ConnectorError>;
+
+    /// Up to `limit` of `person`'s interactions of the given `types` (only types this connector supports,
+    /// never empty), newest first; `None` when the person does not exist. The lookup layer merges,
+    /// deduplicates, sorts and caps them.
+    async fn interactions_of(
+        &self,
+        auth: &Auth,
+        person: &PersonRef,
+        types: &[String],
+        limit: usize,
+        budget: &dyn crate::sync::Budget,
+    ) -> Result<Option<Vec<Interaction>>, ConnectorError>;
 }
 
 /// Which connector a deployment uses (`BRIDGE_CONNECTOR`).

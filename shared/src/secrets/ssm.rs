@@ -5,7 +5,10 @@
 //! - Values are read with `GetParameters`, at most ten names per call, with decryption, and every batch is
 //!   kept. They are held as [`Secret`]s next to the instant they were fetched.
 //! - A value is served from the cache until its TTL has passed, then fetched again. If that fetch fails,
-//!   the caller gets the error: an expired value is never served. A TTL of zero disables caching.
+//!   the caller gets the error: the cache itself never serves an expired value (serving the last good
+//!   values through an outage is a decision of [`crate::secrets::deployment`], which knows which failures
+//!   are outages: [`SsmError::is_outage`]). A TTL of zero disables caching. [`SsmCache::reload`] reads
+//!   SSM whatever the cache holds.
 //! - Failures and missing names are never cached: a parameter created after a miss is found on the next
 //!   read.
 //! - The lock around the map is a std `RwLock`, taken only in plain functions, never across an `.await`.
@@ -105,7 +108,12 @@ pub enum FailureKind {
     Unreachable,
     /// No response in time.
     Timeout,
-    /// SSM answered with an error (access denied, throttling, validation).
+    /// SSM refused the call for its rate (`ThrottlingException`, or HTTP 429), after the SDK's retries.
+    Throttled,
+    /// SSM answered with a server error (HTTP 5xx), after the SDK's retries.
+    ServiceUnavailable,
+    /// SSM answered with a client error other than throttling (access denied, validation, a KMS key it
+    /// may not use).
     Rejected,
     /// SSM answered with something that could not be parsed.
     MalformedResponse,
@@ -118,12 +126,29 @@ impl fmt::Display for FailureKind {
         f.write_str(match self {
             FailureKind::Unreachable => "SSM could not be reached",
             FailureKind::Timeout => "SSM did not answer in time",
+            FailureKind::Throttled => "SSM is throttling the requests",
+            FailureKind::ServiceUnavailable => "SSM answered with a server error",
             FailureKind::Rejected => "SSM rejected the request",
             FailureKind::MalformedResponse => "SSM sent a response that could not be parsed",
             FailureKind::Construction => "the request could not be built",
         })
     }
 }
+
+/// Error codes with which AWS services, SSM included, refuse a call for its rate. SSM's own is
+/// `ThrottlingException` ("Rate exceeded", per the Parameter Store troubleshooting guide); the others are
+/// the generic ones the AWS SDKs' retry classifiers treat as throttling.
+const THROTTLING_CODES: &[&str] = &[
+    "ThrottlingException",
+    "Throttling",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "RequestThrottled",
+    "RequestThrottledException",
+];
+
+/// Codes of a request that timed out on the service's side.
+const TIMEOUT_CODES: &[&str] = &["RequestTimeout", "RequestTimeoutException"];
 
 impl SsmError {
     fn from_sdk(names: Vec<String>, err: SdkError<GetParametersError>) -> Self {
@@ -132,19 +157,56 @@ impl SsmError {
         let (kind, detail) = match &err {
             SdkError::ServiceError(service) => {
                 let e = service.err();
+                let status = service.raw().status().as_u16();
                 let detail = match (e.code(), e.message()) {
                     (Some(code), Some(message)) => format!("{code}: {message}"),
                     (Some(code), None) => code.to_owned(),
-                    (None, _) => format!("HTTP {}", service.raw().status().as_u16()),
+                    (None, _) => format!("HTTP {status}"),
                 };
-                (FailureKind::Rejected, detail)
+                (service_failure(status, e.code()), detail)
             }
-            SdkError::ResponseError(response) => (FailureKind::MalformedResponse, format!("HTTP {}", response.raw().status().as_u16())),
+            SdkError::ResponseError(response) => {
+                let status = response.raw().status().as_u16();
+                let kind = if status >= 500 {
+                    FailureKind::ServiceUnavailable
+                } else {
+                    FailureKind::MalformedResponse
+                };
+                (kind, format!("HTTP {status}"))
+            }
             SdkError::DispatchFailure(_) => (FailureKind::Unreachable, error_chain(&err)),
             SdkError::TimeoutError(_) => (FailureKind::Timeout, error_chain(&err)),
             _ => (FailureKind::Construction, error_chain(&err)),
         };
         SsmError::Request { names, kind, detail }
+    }
+
+    /// Whether the read failed because SSM could not be reached or could not answer (no connection, a
+    /// timeout, throttling, a server error): a passing outage, which the last good values may ride out.
+    /// Everything else (access denied, a key SSM may not use, an invalid name, no region or credentials)
+    /// is a decision or a mistake that more waiting does not fix.
+    pub fn is_outage(&self) -> bool {
+        matches!(
+            self,
+            SsmError::Request {
+                kind: FailureKind::Unreachable | FailureKind::Timeout | FailureKind::Throttled | FailureKind::ServiceUnavailable,
+                ..
+            }
+        )
+    }
+}
+
+/// What an error answer of SSM (`status`, error `code`) is.
+fn service_failure(status: u16, code: Option<&str>) -> FailureKind {
+    let code = code.unwrap_or_default();
+    if status >= 500 {
+        FailureKind::ServiceUnavailable
+    } else if status == 429 || THROTTLING_CODES.contains(&code) {
+        FailureKind::Throttled
+    } else if TIMEOUT_CODES.contains(&code) {
+        FailureKind::Timeout
+    } else {
+        FailureKind::Rejected
     }
 }
 
@@ -162,9 +224,13 @@ impl SsmCache {
     }
 
     /// A cache whose client comes from the standard AWS configuration (region, credentials and
-    /// `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_SSM` from the environment).
+    /// `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_SSM` from the environment), with [`timeouts`] so that an SSM
+    /// that accepts connections but never answers costs a request seconds, not the whole invocation.
     pub async fn from_env(prefix: impl Into<String>, ttl: Duration) -> Self {
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .timeout_config(timeouts())
+            .load()
+            .await;
         SsmCache::new(aws_sdk_ssm::Client::new(&config), prefix, ttl)
     }
 
@@ -239,6 +305,16 @@ impl SsmCache {
             values,
             missing: fetched.missing,
         })
+    }
+
+    /// The values of `names`, read from SSM now whatever the cache holds (and stored in it): for a caller
+    /// that keeps its own expiry, such as a refresh before the TTL ends.
+    pub async fn reload(&self, names: &[&str]) -> Result<Parameters, SsmError> {
+        let names = unique(names);
+        for name in &names {
+            validate_name(name)?;
+        }
+        self.fetch(&names).await
     }
 
     /// Reads every cached name from SSM again, whether expired or not. Names SSM no longer holds leave
@@ -346,6 +422,20 @@ impl fmt::Debug for SsmCache {
             .field("cached", &cached)
             .finish_non_exhaustive()
     }
+}
+
+/// Timeouts of the SSM client [`SsmCache::from_env`] builds. These are this bridge's choices, not AWS
+/// figures: `GetParameters` of ten names usually answers in tens of milliseconds, so two seconds to
+/// connect and two per attempt leave a wide margin, and five seconds in all (the SDK's standard retries
+/// included) fit both Lambda's 10-second INIT and a request's 29 seconds. The SDK's own default sets only
+/// a connect timeout (3.1 s), so without these a silent endpoint would hold a request until Lambda's
+/// timeout.
+pub fn timeouts() -> aws_config::timeout::TimeoutConfig {
+    aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(2))
+        .operation_attempt_timeout(Duration::from_secs(2))
+        .operation_timeout(Duration::from_secs(5))
+        .build()
 }
 
 /// The `Display` of an error and of each of its sources, joined by `: ` (no `Debug`, which is verbose and
@@ -485,6 +575,42 @@ mod tests {
         assert!(message.contains("/talkdesk-bridge/prod/token-key"), "{message}");
         assert!(message.contains("SSM could not be reached"), "{message}");
         assert!(message.contains("connection refused"), "{message}");
+    }
+
+    #[test]
+    fn throttling_server_errors_and_timeouts_are_outages_and_other_refusals_are_not() {
+        assert_eq!(service_failure(400, Some("ThrottlingException")), FailureKind::Throttled);
+        assert_eq!(service_failure(429, None), FailureKind::Throttled);
+        assert_eq!(service_failure(500, Some("InternalServerError")), FailureKind::ServiceUnavailable);
+        assert_eq!(service_failure(503, None), FailureKind::ServiceUnavailable);
+        assert_eq!(service_failure(408, Some("RequestTimeout")), FailureKind::Timeout);
+        assert_eq!(service_failure(400, Some("AccessDeniedException")), FailureKind::Rejected);
+        assert_eq!(service_failure(400, Some("InvalidKeyId")), FailureKind::Rejected);
+        let error = |kind| SsmError::Request {
+            names: vec![],
+            kind,
+            detail: String::new(),
+        };
+        for kind in [
+            FailureKind::Unreachable,
+            FailureKind::Timeout,
+            FailureKind::Throttled,
+            FailureKind::ServiceUnavailable,
+        ] {
+            assert!(error(kind).is_outage(), "{kind:?}");
+        }
+        for kind in [FailureKind::Rejected, FailureKind::MalformedResponse, FailureKind::Construction] {
+            assert!(!error(kind).is_outage(), "{kind:?}");
+        }
+        assert!(!SsmError::InvalidName { name: "a b".into() }.is_outage());
+    }
+
+    #[test]
+    fn the_client_timeouts_bound_a_silent_ssm() {
+        let t = timeouts();
+        assert_eq!(t.connect_timeout(), Some(Duration::from_secs(2)));
+        assert_eq!(t.operation_attempt_timeout(), Some(Duration::from_secs(2)));
+        assert_eq!(t.operation_timeout(), Some(Duration::from_secs(5)));
     }
 
     #[test]

@@ -33,6 +33,13 @@ impl Deadline {
             cut: started + limit.saturating_sub(margin),
         }
     }
+
+    /// The same deadline, but no later than `most` after `started` (e.g. `BRIDGE_PAGE_BUDGET_MS`).
+    pub fn at_most(self, started: Instant, most: Duration) -> Self {
+        Deadline {
+            cut: self.cut.min(started + most),
+        }
+    }
 }
 
 impl Budget for Deadline {
@@ -69,5 +76,14 @@ mod tests {
         assert!(!d.exhausted());
         tokio::time::advance(Duration::from_secs(7)).await;
         assert!(d.exhausted());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_page_budget_shortens_the_deadline_but_never_lengthens_it() {
+        let start = Instant::now();
+        let d = Deadline::new(start, None, Duration::from_secs(3)).at_most(start, Duration::from_secs(20));
+        assert_eq!(d.remaining(), Some(Duration::from_secs(20)));
+        let d = Deadline::new(start, Some(Duration::from_secs(10)), Duration::from_secs(3)).at_most(start, Duration::from_secs(20));
+        assert_eq!(d.remaining(), Some(Duration::from_secs(7)));
     }
 }

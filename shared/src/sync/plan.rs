@@ -20,6 +20,10 @@ pub struct RunState {
     pub cursor: Option<String>,
     /// Pages already returned in this run.
     pub page: u32,
+    /// The cursor continues right after `after` (see [`OffsetState::continues`]).
+    pub continues: bool,
+    /// The instant whose tie is being drained (see [`OffsetState::tie`]).
+    pub tie: Option<i64>,
 }
 
 /// Starts a new run (no offset) at `now - lag` from the checkpoint, or resumes the run an offset
@@ -32,6 +36,8 @@ pub fn plan_run(checkpoint: Option<&CheckpointState>, offset: Option<OffsetState
             after: o.after,
             cursor: o.cursor,
             page: o.page,
+            continues: o.continues,
+            tie: o.tie,
         },
         None => {
             let lag = chrono::Duration::from_std(lag).unwrap_or(chrono::Duration::zero());
@@ -42,6 +48,8 @@ pub fn plan_run(checkpoint: Option<&CheckpointState>, offset: Option<OffsetState
                 since,
                 cursor: None,
                 page: 0,
+                continues: false,
+                tie: None,
             }
         }
     }
@@ -76,6 +84,8 @@ mod tests {
             after: Some(Position { ts: 50, id: None }),
             cursor: Some("c".into()),
             page: 4,
+            continues: true,
+            tie: None,
         };
         let run = plan_run(None, Some(o.clone()), Utc::now(), Duration::ZERO);
         assert_eq!((run.t_run, run.after, run.cursor, run.page), (99, o.after, o.cursor, 4));

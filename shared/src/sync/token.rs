@@ -56,6 +56,14 @@ pub struct OffsetState {
     /// Pages already returned in this run.
     #[serde(rename = "p", default)]
     pub page: u32,
+    /// The cursor continues right after `after`: nothing at or before `after` may come back (when it does,
+    /// the connector broke its order and the engine rewinds). False when the next request re-reads.
+    #[serde(rename = "v", default, skip_serializing_if = "std::ops::Not::not")]
+    pub continues: bool,
+    /// Draining the records of this instant (microseconds) in id order, for a connector ordered by
+    /// `updated_at` alone whose tie is larger than one upstream page.
+    #[serde(rename = "d", default, skip_serializing_if = "Option::is_none")]
+    pub tie: Option<i64>,
 }
 
 /// Where the next incremental sync starts. Carried in `synchronization_checkpoint`.
@@ -76,12 +84,16 @@ struct Envelope<T> {
     state: T,
 }
 
-/// Signs and verifies tokens with the deployment's key. During a key rotation, tokens signed with the
-/// previous key are still verified (never issued) with it.
+/// Signs and verifies tokens with the deployment's key.
+///
+/// Besides the key that signs (SSM `token-key`), a signer holds verify-only keys: the key before the last
+/// rotation (`token-key-previous`), so tokens Talkdesk still holds keep verifying, and the key of the next
+/// rotation (`token-key-next`), so a token signed by a container that already switched to it verifies on a
+/// container that has not. A verify-only key never signs.
 #[derive(Clone)]
 pub struct TokenSigner {
     key: Secret,
-    previous: Option<Secret>,
+    verify_only: Vec<Secret>,
 }
 
 impl std::fmt::Debug for TokenSigner {
@@ -92,13 +104,36 @@ impl std::fmt::Debug for TokenSigner {
 
 impl TokenSigner {
     pub fn new(key: Secret) -> Self {
-        TokenSigner { key, previous: None }
+        TokenSigner {
+            key,
+            verify_only: Vec::new(),
+        }
     }
 
     /// Also accepts tokens signed with `previous` (SSM `token-key-previous`), for verification only.
-    pub fn with_previous(mut self, previous: Option<Secret>) -> Self {
-        self.previous = previous;
+    pub fn with_previous(self, previous: Option<Secret>) -> Self {
+        self.also_verifying(previous)
+    }
+
+    /// Also accepts tokens signed with `next` (SSM `token-key-next`), for verification only: the first
+    /// phase of a rotation, so every container knows the new key before any signs with it.
+    pub fn with_next(self, next: Option<Secret>) -> Self {
+        self.also_verifying(next)
+    }
+
+    fn also_verifying(mut self, key: Option<Secret>) -> Self {
+        if let Some(key) = key {
+            let known = self.key.ct_eq(key.expose()) || self.verify_only.iter().any(|k| k.ct_eq(key.expose()));
+            if !known {
+                self.verify_only.push(key);
+            }
+        }
         self
+    }
+
+    /// How many keys a token may be signed with (the signing key and the verify-only ones).
+    pub fn verifying_keys(&self) -> usize {
+        1 + self.verify_only.len()
     }
 
     fn mac(&self) -> HmacSha256 {
@@ -132,12 +167,17 @@ impl TokenSigner {
         format!("{signed}.{sig}")
     }
 
-    /// Verifies with the current key, then, if the signature does not match, with the previous one.
+    /// Verifies with the signing key, then, while the signature does not match, with each verify-only key.
+    /// Only a bad signature moves on to the next key: a token that one key verifies is judged by it alone.
     fn decode<T: for<'de> Deserialize<'de>>(&self, kind: &'static str, account: &str, token: &str) -> Result<T, TokenError> {
-        match (self.decode_with_key(kind, account, token), &self.previous) {
-            (Err(TokenError::BadSignature), Some(previous)) => TokenSigner::new(previous.clone()).decode_with_key(kind, account, token),
-            (result, _) => result,
+        let mut result = self.decode_with_key(kind, account, token);
+        for key in &self.verify_only {
+            if !matches!(result, Err(TokenError::BadSignature)) {
+                break;
+            }
+            result = TokenSigner::new(key.clone()).decode_with_key(kind, account, token);
         }
+        result
     }
 
     fn decode_with_key<T: for<'de> Deserialize<'de>>(&self, kind: &'static str, account: &str, token: &str) -> Result<T, TokenError> {
@@ -257,6 +297,8 @@ mod tests {
             }),
             cursor: Some("MTY5NDMwMzUyNi4wfHw2MTMwODY5MTY4OTIyfA==".into()),
             page: 3,
+            continues: true,
+            tie: Some(1_600_000_000_000_000),
         }
     }
 
@@ -322,6 +364,44 @@ mod tests {
         assert_eq!(new.decode_offset("b", &issued_before), Err(TokenError::OtherAccount));
         let other = TokenSigner::new(Secret::new("other-key")).encode_offset("a", &offset());
         assert_eq!(new.decode_offset("a", &other), Err(TokenError::BadSignature));
+    }
+
+    #[test]
+    fn a_token_of_the_next_key_is_verified_but_never_issued() {
+        // Phase 1 of a rotation: this container still signs with the old key and only verifies the next.
+        let learning = TokenSigner::new(Secret::new("old-key")).with_next(Some(Secret::new("new-key")));
+        let switched = TokenSigner::new(Secret::new("new-key")).with_previous(Some(Secret::new("old-key")));
+        let from_switched = switched.encode_offset("a", &offset());
+        assert_eq!(learning.decode_offset("a", &from_switched).unwrap(), offset());
+        let cp = switched.encode_checkpoint("a", &CheckpointState::default());
+        assert_eq!(learning.decode_checkpoint("a", &cp).unwrap(), CheckpointState::default());
+        // What it issues is signed with the old key: a signer knowing only the new key refuses it.
+        let issued = learning.encode_offset("a", &offset());
+        assert_eq!(
+            TokenSigner::new(Secret::new("new-key")).decode_offset("a", &issued),
+            Err(TokenError::BadSignature)
+        );
+        assert_eq!(switched.decode_offset("a", &issued).unwrap(), offset());
+        assert_eq!(learning.decode_offset("b", &from_switched), Err(TokenError::OtherAccount));
+    }
+
+    #[test]
+    fn a_signer_with_previous_and_next_keys_verifies_all_three_and_nothing_else() {
+        let signer = TokenSigner::new(Secret::new("current-key"))
+            .with_previous(Some(Secret::new("previous-key")))
+            .with_next(Some(Secret::new("next-key")));
+        assert_eq!(signer.verifying_keys(), 3);
+        for key in ["current-key", "previous-key", "next-key"] {
+            let tok = TokenSigner::new(Secret::new(key)).encode_offset("a", &offset());
+            assert_eq!(signer.decode_offset("a", &tok).unwrap(), offset(), "{key}");
+        }
+        let other = TokenSigner::new(Secret::new("other-key")).encode_offset("a", &offset());
+        assert_eq!(signer.decode_offset("a", &other), Err(TokenError::BadSignature));
+        // A key given twice (token-key-next left equal to token-key) is held once.
+        let same = TokenSigner::new(Secret::new("k"))
+            .with_next(Some(Secret::new("k")))
+            .with_previous(None);
+        assert_eq!(same.verifying_keys(), 1);
     }
 
     #[test]

@@ -1,10 +1,12 @@
-//! `talkdesk-sim --base-url URL [--auth JSON] [--bearer TOKEN] [--samples N]`: runs the conformance kit
-//! against a bridge and exits non-zero on any violation.
+//! `talkdesk-sim --base-url URL [--auth JSON] [--bearer TOKEN] [--samples N] [--no-retry]`: runs the
+//! conformance kit against a bridge and exits non-zero on any violation. By default a contacts page
+//! answered 429 or 5xx is sent again up to 3 times (after its `Retry-After`); `--no-retry` behaves like a
+//! Talkdesk that never retries a page: any non-200 page fails the sync.
 
 use bridge_tests::sim::{self, SimConfig};
 
 fn usage() -> ! {
-    eprintln!("usage: talkdesk-sim --base-url URL [--auth JSON] [--bearer TOKEN] [--samples N] [--max-pages N]");
+    eprintln!("usage: talkdesk-sim --base-url URL [--auth JSON] [--bearer TOKEN] [--samples N] [--max-pages N] [--no-retry]");
     eprintln!("  the bearer token may also come from TALKDESK_SIM_BEARER");
     std::process::exit(2)
 }
@@ -17,6 +19,7 @@ async fn main() {
     let mut bearer = std::env::var("TALKDESK_SIM_BEARER").ok().filter(|b| !b.is_empty());
     let mut samples = 10;
     let mut max_pages = 10_000;
+    let mut page_retries = 3;
     while let Some(arg) = args.next() {
         let mut value = || args.next().unwrap_or_else(|| usage());
         match arg.as_str() {
@@ -30,6 +33,7 @@ async fn main() {
             "--bearer" => bearer = Some(value()),
             "--samples" => samples = value().parse().unwrap_or_else(|_| usage()),
             "--max-pages" => max_pages = value().parse().unwrap_or_else(|_| usage()),
+            "--no-retry" => page_retries = 0,
             _ => usage(),
         }
     }
@@ -40,6 +44,7 @@ async fn main() {
     cfg.bearer = bearer;
     cfg.samples = samples;
     cfg.max_pages = max_pages;
+    cfg.page_retries = page_retries;
     println!("talkdesk-sim against {}", cfg.base_url);
     let report = sim::run(cfg).await;
     print!("{}", report.render());

@@ -18,9 +18,11 @@
 //!
 //! Contact sync: one statement per upstream page, `(updated_at, sort key) > ($1, $2) AND updated_at <= $3
 //! ORDER BY updated_at, sort key LIMIT $4`, strictly ascending in the engine's order (see [`sql`]); a page
-//! with fewer rows than asked for is the last. Lookups: the external id, then people whose `emails` contain
-//! one of the (lowercase) addresses and people whose `phones` contain one of the E.164 numbers, then their
-//! interactions of the asked types, newest first.
+//! with fewer rows than asked for is the last. Lookups (scheduled by `crate::lookup`): the external id names
+//! a contact id as is; a search is one statement, people whose `emails` contain the (lowercase) address or
+//! whose `phones` contain the E.164 number, exactly, so every candidate is complete and shows the identifier;
+//! a fetch is one statement for the person's interactions of the asked types, newest first (plus one to tell
+//! a person without interactions from no person at all).
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -30,7 +32,7 @@ use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 use tokio_postgres::types::Type;
 
-use super::{Connector, ConnectorError, ContactBatch, ContactQuery, ContactRecord, InteractionBatch, InteractionQuery, LookupHits};
+use super::{Candidate, Connector, ConnectorError, ContactBatch, ContactQuery, ContactRecord, Identifier, LookupCosts, PersonRef};
 use crate::config::{Config, ConfigError};
 use crate::secrets::Secret;
 use crate::sync::Position;
@@ -458,8 +460,43 @@ impl Postgres {
             .map_err(|e| self.fail(DbFailure::classify(&e)))
     }
 
+    /// The emails and phones a contact's row holds; `None` when no contact has this id.
+    pub async fn identifiers(
+        &self,
+        password: Option<&Secret>,
+        deadline: Instant,
+        id: &str,
+    ) -> Result<Option<(Vec<String>, Vec<String>)>, ConnectorError> {
+        let schema = self.schema(password, deadline).await?;
+        if !bindable(id) {
+            return Ok(None);
+        }
+        let sql = schema.statements.identifiers_of.clone();
+        let id = id.to_string();
+        let rows = self
+            .db
+            .run(password, deadline, |c| {
+                let (sql, id) = (sql.clone(), id.clone());
+                async move { c.query_typed(&sql, &[(&id, Type::TEXT)]).await }
+            })
+            .await
+            .map_err(|f| self.fail(f))?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let list = |i: usize| -> Result<Vec<String>, tokio_postgres::Error> {
+            let values: Option<Vec<Option<String>>> = row.try_get(i)?;
+            Ok(values.unwrap_or_default().into_iter().flatten().collect())
+        };
+        let (emails, phones) = (list(0), list(1));
+        Ok(Some((
+            emails.map_err(|e| self.fail(DbFailure::classify(&e)))?,
+            phones.map_err(|e| self.fail(DbFailure::classify(&e)))?,
+        )))
+    }
+
     /// Up to `limit` interactions of the given contacts and types (lowercase), newest first.
-    pub async fn interactions_of(
+    pub async fn interactions_of_people(
         &self,
         password: Option<&Secret>,
         deadline: Instant,
@@ -578,36 +615,83 @@ impl Connector for Postgres {
             done: records.len() < limit,
             records,
             next_cursor: None,
+            quota: None,
         })
     }
 
-    async fn interactions(&self, auth: &Auth, query: &InteractionQuery) -> Result<InteractionBatch, ConnectorError> {
-        let password = self.password(auth);
-        let deadline = self.deadline(None);
-        let external = query.external_id.as_deref().filter(|id| bindable(id) && !id.is_empty());
-        let (exists, by_email, by_phone) = futures::join!(
-            async {
-                match external {
-                    Some(id) => self.person_exists(password, deadline, id).await,
-                    None => Ok(false),
-                }
-            },
-            self.people_by_emails(password, deadline, &query.emails),
-            self.people_by_phones(password, deadline, &query.phones),
-        );
-        let (by_email, by_phone) = (by_email?, by_phone?);
-        let hits = LookupHits {
-            external_id: usize::from(exists?),
-            email: by_email.len(),
-            phone: by_phone.len(),
-        };
-        let mut people: Vec<String> = external.map(String::from).into_iter().collect();
-        for id in by_email.into_iter().chain(by_phone) {
-            if !people.contains(&id) {
-                people.push(id);
-            }
+    /// A contact id is any text: the external id is used as is (one without a NUL can be bound).
+    fn person_by_external_id(&self, external_id: &str) -> Option<PersonRef> {
+        (!external_id.is_empty() && bindable(external_id)).then(|| PersonRef(external_id.to_string()))
+    }
+
+    /// Statements, not HTTP requests: a search and an identifier read are one each; a fetch is one, plus one
+    /// when it finds nothing (does the person exist?). Each call runs them one after another on one
+    /// connection.
+    fn lookup_costs(&self, _limit: usize) -> LookupCosts {
+        LookupCosts {
+            search: 1,
+            identifiers: 1,
+            fetch: 2,
         }
-        let interactions = self.interactions_of(password, deadline, &people, &query.types, query.limit).await?;
-        Ok(InteractionBatch { interactions, hits })
+    }
+
+    /// The SQL matches exactly (`emails`/`phones` arrays overlap the one value), so each candidate shows the
+    /// identifier and is complete.
+    async fn find_people(
+        &self,
+        auth: &Auth,
+        identifier: &Identifier,
+        budget: &dyn crate::sync::Budget,
+    ) -> Result<Vec<Candidate>, ConnectorError> {
+        let (password, deadline) = (self.password(auth), self.deadline(budget.remaining()));
+        let value = vec![identifier.value().to_string()];
+        let ids = match identifier {
+            Identifier::Email(_) => self.people_by_emails(password, deadline, &value).await?,
+            Identifier::Phone(_) => self.people_by_phones(password, deadline, &value).await?,
+        };
+        Ok(ids
+            .into_iter()
+            .map(|id| {
+                let (emails, phones) = match identifier {
+                    Identifier::Email(e) => (vec![e.clone()], vec![]),
+                    Identifier::Phone(p) => (vec![], vec![p.clone()]),
+                };
+                Candidate {
+                    person: PersonRef(id),
+                    emails,
+                    phones,
+                    complete: true,
+                }
+            })
+            .collect())
+    }
+
+    async fn identifiers_of(&self, auth: &Auth, person: &PersonRef, budget: &dyn crate::sync::Budget) -> Result<Candidate, ConnectorError> {
+        let (password, deadline) = (self.password(auth), self.deadline(budget.remaining()));
+        let (emails, phones) = self.identifiers(password, deadline, &person.0).await?.unwrap_or_default();
+        Ok(Candidate {
+            person: person.clone(),
+            emails,
+            phones,
+            complete: true,
+        })
+    }
+
+    async fn interactions_of(
+        &self,
+        auth: &Auth,
+        person: &PersonRef,
+        types: &[String],
+        limit: usize,
+        budget: &dyn crate::sync::Budget,
+    ) -> Result<Option<Vec<Interaction>>, ConnectorError> {
+        let (password, deadline) = (self.password(auth), self.deadline(budget.remaining()));
+        let found = self
+            .interactions_of_people(password, deadline, std::slice::from_ref(&person.0), types, limit)
+            .await?;
+        if found.is_empty() && !self.person_exists(password, deadline, &person.0).await? {
+            return Ok(None);
+        }
+        Ok(Some(found))
     }
 }

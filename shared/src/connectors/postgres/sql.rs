@@ -243,6 +243,8 @@ pub struct Statements {
     pub people_by_emails: Option<String>,
     /// `$1` the E.164 phones, `$2` the most people. `None` without a `phones` column.
     pub people_by_phones: Option<String>,
+    /// `$1` the id: one row (`emails`, `phones`, NULL for a column the relation lacks) if the contact exists.
+    pub identifiers_of: String,
     /// `$1` the contact ids, `$2` the lowercase types, `$3` the most rows: newest first.
     pub interactions_of: String,
 }
@@ -291,6 +293,20 @@ pub fn statements(contacts: &CatalogRelation, interactions: &CatalogRelation) ->
         person_by_id: format!("SELECT 1 FROM {c} WHERE \"id\" = $1 LIMIT 1"),
         people_by_emails: people("emails"),
         people_by_phones: people("phones"),
+        identifiers_of: {
+            let column = |name: &str| {
+                if present.contains(&name) {
+                    format!("{}::text[]", quote_ident(name))
+                } else {
+                    "NULL::text[]".to_string()
+                }
+            };
+            format!(
+                "SELECT {}, {} FROM {c} WHERE \"id\" = $1 LIMIT 1",
+                column("emails"),
+                column("phones")
+            )
+        },
         interactions_of: format!(
             "SELECT {interaction_select} FROM {i} WHERE \"contact_id\" = ANY($1::text[]) \
              AND lower(\"type\"::text) = ANY($2::text[]) AND \"date\" IS NOT NULL AND \"id\" IS NOT NULL \

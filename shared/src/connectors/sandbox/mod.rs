@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use phonenumber::country::Id as Region;
 
-use super::{Connector, ConnectorError, ContactBatch, ContactQuery, ContactRecord, InteractionBatch, InteractionQuery, LookupHits};
+use super::{Candidate, Connector, ConnectorError, ContactBatch, ContactQuery, ContactRecord, Identifier, LookupCosts, PersonRef};
 use crate::config::{Config, ConfigError};
 use crate::phone;
 use crate::sync::{Position, SyncKey};
@@ -150,38 +150,52 @@ impl SandboxStore {
         (records, done)
     }
 
-    /// The interactions of every contact the query identifies, with how each identifier fared.
-    pub fn lookup(&self, query: &InteractionQuery) -> InteractionBatch {
+    /// The contacts holding `identifier` (already normalised), each with all its emails and phones.
+    pub fn people_with(&self, identifier: &Identifier) -> Vec<Candidate> {
         let st = self.read();
-        let mut hits = LookupHits::default();
-        let mut ids: Vec<&str> = Vec::new();
-        if let Some(id) = &query.external_id {
-            if let Some((k, _)) = st.contacts.get_key_value(id) {
-                hits.external_id += 1;
-                ids.push(k);
-            }
-        }
-        for e in &query.emails {
-            for id in st.by_email.get(e).into_iter().flatten() {
-                hits.email += 1;
-                ids.push(id);
-            }
-        }
-        for p in &query.phones {
-            for id in st.by_phone.get(p).into_iter().flatten() {
-                hits.phone += 1;
-                ids.push(id);
-            }
-        }
+        let index = match identifier {
+            Identifier::Email(_) => &st.by_email,
+            Identifier::Phone(_) => &st.by_phone,
+        };
+        let mut ids: Vec<&String> = index.get(identifier.value()).into_iter().flatten().collect();
         ids.sort_unstable();
-        ids.dedup();
-        let interactions = ids
-            .iter()
-            .flat_map(|id| st.interactions.get(*id).into_iter().flatten())
-            .filter(|i| query.types.contains(&i.kind))
-            .cloned()
-            .collect();
-        InteractionBatch { interactions, hits }
+        ids.into_iter().filter_map(|id| st.contacts.get(id)).map(candidate_of).collect()
+    }
+
+    /// Every email and phone of contact `id`; empty when it does not exist.
+    pub fn identifiers_of(&self, id: &str) -> Candidate {
+        match self.read().contacts.get(id) {
+            Some(c) => candidate_of(c),
+            None => Candidate {
+                person: PersonRef(id.to_string()),
+                complete: true,
+                ..Candidate::default()
+            },
+        }
+    }
+
+    /// Contact `id`'s interactions of the given types; `None` when the contact does not exist.
+    pub fn interactions_of(&self, id: &str, types: &[String]) -> Option<Vec<Interaction>> {
+        let st = self.read();
+        st.contacts.get(id)?;
+        Some(
+            st.interactions
+                .get(id)
+                .into_iter()
+                .flatten()
+                .filter(|i| types.contains(&i.kind))
+                .cloned()
+                .collect(),
+        )
+    }
+}
+
+fn candidate_of(c: &SandboxContact) -> Candidate {
+    Candidate {
+        person: PersonRef(c.contact.id.clone()),
+        emails: c.contact.emails.clone(),
+        phones: c.contact.phones.clone(),
+        complete: true,
     }
 }
 
@@ -259,11 +273,46 @@ impl Connector for Sandbox {
             records,
             next_cursor: None,
             done,
+            quota: None,
         })
     }
 
-    async fn interactions(&self, _auth: &Auth, query: &InteractionQuery) -> Result<InteractionBatch, ConnectorError> {
-        Ok(self.store.lookup(query))
+    fn person_by_external_id(&self, external_id: &str) -> Option<PersonRef> {
+        Some(PersonRef(external_id.to_string()))
+    }
+
+    /// The sandbox lives in memory: a lookup sends no upstream request.
+    fn lookup_costs(&self, _limit: usize) -> LookupCosts {
+        LookupCosts::default()
+    }
+
+    async fn find_people(
+        &self,
+        _auth: &Auth,
+        identifier: &Identifier,
+        _budget: &dyn crate::sync::Budget,
+    ) -> Result<Vec<Candidate>, ConnectorError> {
+        Ok(self.store.people_with(identifier))
+    }
+
+    async fn identifiers_of(
+        &self,
+        _auth: &Auth,
+        person: &PersonRef,
+        _budget: &dyn crate::sync::Budget,
+    ) -> Result<Candidate, ConnectorError> {
+        Ok(self.store.identifiers_of(&person.0))
+    }
+
+    async fn interactions_of(
+        &self,
+        _auth: &Auth,
+        person: &PersonRef,
+        types: &[String],
+        _limit: usize,
+        _budget: &dyn crate::sync::Budget,
+    ) -> Result<Option<Vec<Interaction>>, ConnectorError> {
+        Ok(self.store.interactions_of(&person.0, types))
     }
 }
 
@@ -319,18 +368,9 @@ mod tests {
         let s = store(vec![contact("1", 10, "(415) 555-0100")]);
         s.upsert(contact("1", 50, "+44 20 7946 0001"));
         assert_eq!(s.len(), 1);
-        let q = InteractionQuery {
-            phones: vec!["+14155550100".into()],
-            types: vec!["ticket".into()],
-            ..Default::default()
-        };
-        assert_eq!(s.lookup(&q).hits.phone, 0);
-        let q = InteractionQuery {
-            phones: vec!["+442079460001".into()],
-            types: vec!["ticket".into()],
-            ..Default::default()
-        };
-        assert_eq!(s.lookup(&q).hits.phone, 1);
+        assert!(s.people_with(&Identifier::Phone("+14155550100".into())).is_empty());
+        let found = s.people_with(&Identifier::Phone("+442079460001".into()));
+        assert_eq!(found.iter().map(|c| c.person.0.as_str()).collect::<Vec<_>>(), vec!["1"]);
         assert_eq!(s.snapshot()[0].updated_at.timestamp(), 50);
     }
 }

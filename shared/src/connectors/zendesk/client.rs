@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use serde::de::DeserializeOwned;
 
 use super::credentials::Credentials;
-use crate::connectors::ConnectorError;
+use crate::connectors::{ConnectorError, Quota};
 use crate::sync::Budget;
 
 pub(crate) const SYSTEM: &str = "Zendesk";
@@ -68,18 +68,20 @@ impl Op {
 /// How long a call may wait when Zendesk says "retry after".
 #[derive(Clone, Copy)]
 pub(crate) enum Patience<'a> {
+    /// Never: the caller (the sync engine's pacer) waits, and the request is cut at the budget's end.
+    Caller(&'a dyn Budget),
     /// While the page's time budget lasts (contact sync).
     Budget(&'a dyn Budget),
-    /// Once, for at most [`BRIEF_WAIT`] (interaction lookups).
-    Brief,
+    /// Once, for at most [`BRIEF_WAIT`], and only when the wait ends before the lookup's deadline
+    /// (interaction lookups).
+    Brief(&'a dyn Budget),
 }
 
 impl Patience<'_> {
     /// A request timeout shorter than the configured one when the page's budget ends sooner.
     fn timeout(&self) -> Option<Duration> {
         match self {
-            Patience::Budget(b) => b.remaining().map(|left| left.max(MIN_REQUEST_TIMEOUT)),
-            Patience::Brief => None,
+            Patience::Budget(b) | Patience::Caller(b) | Patience::Brief(b) => b.remaining().map(|left| left.max(MIN_REQUEST_TIMEOUT)),
         }
     }
 
@@ -87,7 +89,11 @@ impl Patience<'_> {
     fn wait(&self, retry_after: Option<Duration>, attempt: u32) -> Option<Duration> {
         let wait = retry_after?;
         match self {
-            Patience::Brief => (attempt == 1 && wait <= BRIEF_WAIT).then_some(wait),
+            Patience::Caller(_) => None,
+            Patience::Brief(b) => {
+                let fits = b.remaining().is_none_or(|left| wait < left);
+                (attempt == 1 && wait <= BRIEF_WAIT && fits).then_some(wait)
+            }
             Patience::Budget(b) => {
                 if attempt >= MAX_ATTEMPTS || b.exhausted() {
                     return None;
@@ -113,6 +119,52 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     }
     let at = httpdate::parse_http_date(v).ok()?;
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// What Zendesk's rate-limit headers say, the tightest of them: the endpoint's own
+/// (`Zendesk-RateLimit-<endpoint>: total=10; remaining=3; resets=41`), the IETF draft's
+/// `ratelimit-remaining` / `ratelimit-reset`, and the account-wide `X-Rate-Limit-Remaining` (per minute,
+/// with no reset given: a spent one is taken to reset within 60 s).
+pub fn quota(headers: &http::HeaderMap) -> Option<Quota> {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let mut found: Vec<Quota> = Vec::new();
+    for (name, value) in headers {
+        if !name.as_str().starts_with("zendesk-ratelimit-") {
+            continue;
+        }
+        let Ok(value) = value.to_str() else { continue };
+        let mut remaining = None;
+        let mut resets = None;
+        for part in value.split(';') {
+            match part.trim().split_once('=') {
+                Some(("remaining", v)) => remaining = v.trim().parse::<u32>().ok(),
+                Some(("resets", v)) => resets = v.trim().parse::<u64>().ok(),
+                _ => {}
+            }
+        }
+        if let Some(remaining) = remaining {
+            found.push(Quota {
+                remaining,
+                resets_in: Duration::from_secs(resets.unwrap_or(60)),
+            });
+        }
+    }
+    if let Some(remaining) = text("ratelimit-remaining").and_then(|v| v.parse::<u32>().ok()) {
+        let reset = text("ratelimit-reset").and_then(|v| v.parse::<u64>().ok()).unwrap_or(60);
+        found.push(Quota {
+            remaining,
+            resets_in: Duration::from_secs(reset),
+        });
+    }
+    if let Some(remaining) = text("x-rate-limit-remaining").and_then(|v| v.parse::<u32>().ok()) {
+        found.push(Quota {
+            remaining,
+            resets_in: Duration::from_secs(60),
+        });
+    }
+    found
+        .into_iter()
+        .min_by(|a, b| a.remaining.cmp(&b.remaining).then(b.resets_in.cmp(&a.resets_in)))
 }
 
 /// The Zendesk HTTP client shared by every invocation of a container.
@@ -156,6 +208,18 @@ impl ZendeskHttp {
         op: Op,
         patience: Patience<'_>,
     ) -> Result<Option<T>, ConnectorError> {
+        Ok(self.get_with_quota(creds, path, query, op, patience).await?.0)
+    }
+
+    /// As [`ZendeskHttp::get`], with what the answer's rate-limit headers said.
+    pub(crate) async fn get_with_quota<T: DeserializeOwned>(
+        &self,
+        creds: &Credentials,
+        path: &str,
+        query: &[(&str, String)],
+        op: Op,
+        patience: Patience<'_>,
+    ) -> Result<(Option<T>, Option<Quota>), ConnectorError> {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
@@ -187,7 +251,7 @@ impl ZendeskHttp {
         query: &[(&str, String)],
         op: Op,
         cut: Option<Duration>,
-    ) -> Result<Option<T>, ConnectorError> {
+    ) -> Result<(Option<T>, Option<Quota>), ConnectorError> {
         let url = format!("{}{}", self.base(creds), path);
         let started = std::time::Instant::now();
         let mut request = self.client.get(url);
@@ -238,6 +302,7 @@ impl ZendeskHttp {
             .get(http::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, SystemTime::now()));
+        let quota = quota(response.headers());
         let html = response
             .headers()
             .get(http::header::CONTENT_TYPE)
@@ -247,7 +312,7 @@ impl ZendeskHttp {
             200..=299 => {}
             401 => return Err(ConnectorError::Unauthorized { system: SYSTEM }),
             403 => return Err(ConnectorError::Forbidden { message: op.forbidden() }),
-            404 => return Ok(None),
+            404 => return Ok((None, quota)),
             429 => {
                 crate::metrics::note_rate_limited();
                 return Err(ConnectorError::RateLimited {
@@ -266,6 +331,17 @@ impl ZendeskHttp {
                     message: format!(
                         "Zendesk answered with a redirect (HTTP {status}) while {}; check the subdomain",
                         op.doing()
+                    ),
+                })
+            }
+            400 | 422 if op == Op::UserExport && query.iter().any(|(k, _)| *k == "cursor") => {
+                return Err(ConnectorError::CursorRejected { system: SYSTEM })
+            }
+            400 | 422 if op == Op::UserExport => {
+                return Err(ConnectorError::Rejected {
+                    message: format!(
+                        "Zendesk refused the incremental user export (HTTP {status}); the same request would be refused again: \
+                         check the account's API access, then start a new full sync (send no checkpoint)"
                     ),
                 })
             }
@@ -290,7 +366,7 @@ impl ZendeskHttp {
             }
         })?;
         match serde_json::from_slice::<T>(&body) {
-            Ok(v) => Ok(Some(v)),
+            Ok(v) => Ok((Some(v), quota)),
             Err(_) if html || body.trim_ascii_start().starts_with(b"<") => Err(ConnectorError::BadGateway {
                 message: format!("Zendesk answered with an HTML page instead of JSON while {}", op.doing()),
             }),
@@ -363,7 +439,11 @@ mod tests {
             Some(MIN_REQUEST_TIMEOUT)
         );
         assert_eq!(Patience::Budget(&Unlimited).timeout(), None);
-        assert_eq!(Patience::Brief.timeout(), None);
+        assert_eq!(Patience::Brief(&Unlimited).timeout(), None);
+        assert_eq!(
+            Patience::Brief(&Left(Some(Duration::from_secs(4)), false)).timeout(),
+            Some(Duration::from_secs(4))
+        );
     }
 
     #[test]
@@ -381,9 +461,59 @@ mod tests {
     #[test]
     fn lookups_wait_once_and_briefly() {
         let s = Duration::from_secs;
-        assert_eq!(Patience::Brief.wait(Some(s(2)), 1), Some(s(2)));
-        assert_eq!(Patience::Brief.wait(Some(s(3)), 1), None);
-        assert_eq!(Patience::Brief.wait(Some(s(1)), 2), None);
+        let brief = Patience::Brief(&Unlimited);
+        assert_eq!(brief.wait(Some(s(2)), 1), Some(s(2)));
+        assert_eq!(brief.wait(Some(s(3)), 1), None);
+        assert_eq!(brief.wait(Some(s(1)), 2), None);
+        let nearly_spent = Left(Some(Duration::from_millis(1500)), false);
+        assert_eq!(
+            Patience::Brief(&nearly_spent).wait(Some(s(2)), 1),
+            None,
+            "a wait past the lookup's deadline is not started"
+        );
+        assert_eq!(Patience::Brief(&nearly_spent).wait(Some(s(1)), 1), Some(s(1)));
+    }
+
+    #[test]
+    fn the_tightest_of_zendesks_rate_limit_headers_is_the_quota() {
+        let headers = |pairs: &[(&'static str, &str)]| {
+            let mut h = http::HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(*k, v.parse().unwrap());
+            }
+            h
+        };
+        let q = quota(&headers(&[
+            ("zendesk-ratelimit-incremental-exports-cursor", "total=10; remaining=0; resets=41"),
+            ("x-rate-limit", "700"),
+            ("x-rate-limit-remaining", "699"),
+        ]));
+        assert_eq!(
+            q,
+            Some(Quota {
+                remaining: 0,
+                resets_in: Duration::from_secs(41)
+            })
+        );
+        let q = quota(&headers(&[
+            ("ratelimit-remaining", "3"),
+            ("ratelimit-reset", "12"),
+            ("x-rate-limit-remaining", "50"),
+        ]));
+        assert_eq!(
+            q,
+            Some(Quota {
+                remaining: 3,
+                resets_in: Duration::from_secs(12)
+            })
+        );
+        assert_eq!(
+            quota(&headers(&[("x-rate-limit-remaining", "0")])).map(|q| q.resets_in),
+            Some(Duration::from_secs(60)),
+            "no reset given: a minute"
+        );
+        assert_eq!(quota(&headers(&[("zendesk-ratelimit-tickets-index", "total=100; oops")])), None);
+        assert_eq!(quota(&http::HeaderMap::new()), None);
     }
 
     #[test]

@@ -90,6 +90,9 @@ pub struct ExportPage {
     pub users: Vec<User>,
     #[serde(default)]
     pub identities: Option<Vec<Identity>>,
+    /// The `include=organizations` sideload: the organizations of the page's users.
+    #[serde(default)]
+    pub organizations: Option<Vec<Organization>>,
     #[serde(default)]
     pub after_cursor: Option<String>,
     pub end_of_stream: bool,

@@ -15,10 +15,14 @@
 //! organization names come from `organizations/show_many` in batches of 100 and are cached per
 //! `(subdomain, organization id)` for [`ORG_CACHE_TTL`].
 //!
-//! Interaction lookup: the external id is the user id; emails and phones are searched with
-//! `users/search` (`email:{email}`, `phone:*{national number}`), and only users whose email or phone
-//! equals the one asked (primary, or among their identities) are kept. Their requested tickets are read
-//! in parallel (at most [`LOOKUP_CONCURRENCY`] requests at once), newest first, up to the lookup's limit.
+//! Interaction lookup (scheduled by `crate::lookup`, which owns the deadline, caps, exact matching and
+//! partial answers): the external id is the user id, a number, so it needs no request; an email or phone is
+//! one `users/search` (`email:{email}`, `phone:*{national number}`) whose live users are candidates showing
+//! their primary email and phone; a candidate's secondary identities are one `users/{id}/identities`; a
+//! person's interactions are their requested tickets, newest first, up to [`MAX_TICKET_PAGES`] pages of 100.
+//! Each call may repeat its request once after a 429/503 whose `Retry-After` is at most 2 s and ends
+//! before the lookup's deadline ([`LookupCosts`]). One `users/search` for several `email:` terms at once
+//! is not used: its OR semantics are only a community claim, not documented by Zendesk.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -26,11 +30,11 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use futures::stream::{self, StreamExt, TryStreamExt};
-use phonenumber::country::Id as Region;
 
-use super::{Connector, ConnectorError, ContactBatch, ContactQuery, ContactRecord, InteractionBatch, InteractionQuery, LookupHits};
+use super::{Candidate, Connector, ConnectorError, ContactBatch, ContactQuery, ContactRecord, Identifier, LookupCosts, PersonRef};
 use crate::config::{Config, ConfigError};
-use crate::talkdesk::Auth;
+use crate::sync::Budget;
+use crate::talkdesk::{Auth, Interaction};
 
 pub mod client;
 pub mod credentials;
@@ -53,13 +57,14 @@ pub const ORG_BATCH: usize = 100;
 pub const ORG_CACHE_TTL: Duration = Duration::from_secs(300);
 /// Organizations kept at most; the cache is emptied when it would grow beyond.
 pub const ORG_CACHE_MAX: usize = 50_000;
-/// Upstream requests in flight at once for one interaction lookup (and for organization batches).
+/// Organization batches in flight at once. (Interaction lookups are bounded by `crate::lookup`.)
 pub const LOOKUP_CONCURRENCY: usize = 4;
-/// Search results whose identities are read per email or phone (those matching by their primary email or
-/// phone cost nothing and are all kept).
-pub const MAX_CANDIDATES: usize = 10;
-/// Pages of requested tickets read per user (100 tickets each).
+/// Pages of requested tickets read per user.
 pub const MAX_TICKET_PAGES: usize = 5;
+/// Tickets per page of requested tickets (Zendesk's maximum).
+pub const TICKET_PAGE: usize = 100;
+/// Requests one lookup call may send for one page: the request and one repeat after a short `Retry-After`.
+const ATTEMPTS_PER_REQUEST: usize = 2;
 /// Ids logged at most per skipped-users line.
 const MAX_LOGGED_IDS: usize = 50;
 
@@ -75,14 +80,13 @@ struct OrgCache {
 pub struct Zendesk {
     http: ZendeskHttp,
     settings: ZendeskConfig,
-    region: Region,
     orgs: Mutex<OrgCache>,
 }
 
 impl Zendesk {
-    /// Builds the connector and its HTTP client (once per container). `region` reads phone numbers that
-    /// Zendesk stores without a country code.
-    pub fn new(settings: ZendeskConfig, region: Region) -> Result<Self, ConfigError> {
+    /// Builds the connector and its HTTP client (once per container). Phone numbers Zendesk stores without
+    /// a country code are read by the lookup layer with `BRIDGE_DEFAULT_REGION`.
+    pub fn new(settings: ZendeskConfig) -> Result<Self, ConfigError> {
         let http = ZendeskHttp::new(settings.connect_timeout, settings.request_timeout, settings.base_url.clone()).map_err(|_| {
             ConfigError::Invalid {
                 name: "ZENDESK_TIMEOUT_MS",
@@ -92,13 +96,12 @@ impl Zendesk {
         Ok(Zendesk {
             http,
             settings,
-            region,
             orgs: Mutex::new(OrgCache::default()),
         })
     }
 
     pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
-        Zendesk::new(config.zendesk.clone(), config.default_region)
+        Zendesk::new(config.zendesk.clone())
     }
 
     fn cached_orgs(&self, subdomain: &str, ids: &[u64]) -> (HashMap<u64, Option<String>>, Vec<u64>) {
@@ -170,74 +173,42 @@ impl Zendesk {
         Ok(known)
     }
 
-    /// Users whose email (primary or an identity) is exactly `email` (already lowercase).
-    async fn users_by_email(&self, creds: &Credentials, email: &str) -> Result<Vec<u64>, ConnectorError> {
-        let found: Option<Users> = self
-            .http
-            .get(
-                creds,
-                "/api/v2/users/search",
-                &[("query", format!("email:{email}"))],
-                Op::UserSearch,
-                Patience::Brief,
-            )
-            .await?;
-        let candidates = found.map(|f| f.users).unwrap_or_default();
-        self.verified(
-            creds,
-            candidates,
-            |u| u.email.as_deref().is_some_and(|e| e.trim().eq_ignore_ascii_case(email)),
-            |i| i.kind == "email" && i.value.as_deref().is_some_and(|v| v.trim().eq_ignore_ascii_case(email)),
-        )
-        .await
-    }
-
-    /// Users whose phone (primary or an identity) is `e164` once normalised.
-    async fn users_by_phone(&self, creds: &Credentials, e164: &str) -> Result<Vec<u64>, ConnectorError> {
-        let Some(digits) = mapping::phone_search_digits(e164) else {
-            return Ok(vec![]);
+    /// Live users a search for `identifier` returns, with their primary email and phone.
+    async fn search_users(
+        &self,
+        creds: &Credentials,
+        identifier: &Identifier,
+        budget: &dyn Budget,
+    ) -> Result<Vec<Candidate>, ConnectorError> {
+        let query = match identifier {
+            Identifier::Email(email) => format!("email:{email}"),
+            Identifier::Phone(e164) => match mapping::phone_search_digits(e164) {
+                Some(digits) => format!("phone:*{digits}"),
+                None => return Ok(vec![]),
+            },
         };
         let found: Option<Users> = self
             .http
             .get(
                 creds,
                 "/api/v2/users/search",
-                &[("query", format!("phone:*{digits}"))],
+                &[("query", query)],
                 Op::UserSearch,
-                Patience::Brief,
+                Patience::Brief(budget),
             )
             .await?;
-        let candidates = found.map(|f| f.users).unwrap_or_default();
-        let region = self.region;
-        let same = move |raw: &str| crate::phone::to_e164(raw, region).as_deref() == Some(e164);
-        self.verified(
-            creds,
-            candidates,
-            |u| u.phone.as_deref().is_some_and(same),
-            |i| i.kind == "phone_number" && i.value.as_deref().is_some_and(same),
-        )
-        .await
-    }
-
-    /// Keeps the search candidates that really match: by their primary field, else by their identities.
-    async fn verified(
-        &self,
-        creds: &Credentials,
-        candidates: Vec<User>,
-        primary: impl Fn(&User) -> bool,
-        identity: impl Fn(&mapping::Identity) -> bool,
-    ) -> Result<Vec<u64>, ConnectorError> {
-        let (matched, others): (Vec<User>, Vec<User>) = candidates.into_iter().filter(|u| u.active).partition(|u| primary(u));
-        let mut ids: Vec<u64> = matched.iter().map(|u| u.id).collect();
-        // Matched by a secondary identity, or not at all: each costs a request, so only a few are checked.
-        for user in others.into_iter().take(MAX_CANDIDATES) {
-            let path = format!("/api/v2/users/{}/identities", user.id);
-            let found: Option<Identities> = self.http.get(creds, &path, &[], Op::Identities, Patience::Brief).await?;
-            if found.is_some_and(|f| f.identities.iter().any(&identity)) {
-                ids.push(user.id);
-            }
-        }
-        Ok(ids)
+        Ok(found
+            .map(|f| f.users)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|u| u.active)
+            .map(|u| Candidate {
+                person: PersonRef(u.id.to_string()),
+                emails: u.email.into_iter().collect(),
+                phones: u.phone.into_iter().collect(),
+                complete: false,
+            })
+            .collect())
     }
 
     /// Up to `limit` of the tickets `user_id` requested, newest first; `None` when the user does not exist.
@@ -246,18 +217,19 @@ impl Zendesk {
         creds: &Credentials,
         user_id: u64,
         limit: usize,
+        budget: &dyn Budget,
     ) -> Result<Option<Vec<mapping::Ticket>>, ConnectorError> {
         let path = format!("/api/v2/users/{user_id}/tickets/requested");
         let mut tickets = Vec::new();
         let mut after: Option<String> = None;
-        for _ in 0..MAX_TICKET_PAGES {
-            let mut query = vec![("page[size]", "100".to_string()), ("sort", "-updated_at".to_string())];
+        for _ in 0..ticket_pages(limit) {
+            let mut query = vec![("page[size]", TICKET_PAGE.to_string()), ("sort", "-updated_at".to_string())];
             if let Some(a) = &after {
                 query.push(("page[after]", a.clone()));
             }
             let Some(page) = self
                 .http
-                .get::<TicketPage>(creds, &path, &query, Op::RequestedTickets, Patience::Brief)
+                .get::<TicketPage>(creds, &path, &query, Op::RequestedTickets, Patience::Brief(budget))
                 .await?
             else {
                 return Ok(if tickets.is_empty() { None } else { Some(tickets) });
@@ -270,6 +242,11 @@ impl Zendesk {
         }
         Ok(Some(tickets))
     }
+}
+
+/// Pages of requested tickets read for `limit` tickets.
+fn ticket_pages(limit: usize) -> usize {
+    limit.div_ceil(TICKET_PAGE).clamp(1, MAX_TICKET_PAGES)
 }
 
 /// Logs skipped users by reason, with their ids (never names or emails).
@@ -308,10 +285,9 @@ impl Connector for Zendesk {
 
     async fn contacts(&self, auth: &Auth, query: &ContactQuery<'_>) -> Result<ContactBatch, ConnectorError> {
         let creds = Credentials::from_auth(auth)?;
-        let patience = Patience::Budget(query.budget);
         let mut params = vec![
             ("per_page", query.limit.clamp(1, MAX_EXPORT_PAGE).to_string()),
-            ("include", "identities".to_string()),
+            ("include", "identities,organizations".to_string()),
         ];
         match query.cursor {
             Some(cursor) => params.push(("cursor", cursor.to_string())),
@@ -320,13 +296,20 @@ impl Connector for Zendesk {
                 mapping::export_start_time(query.after.map(|p| p.ts), chrono::Utc::now()).to_string(),
             )),
         }
-        let page: ExportPage = self
+        // The engine paces the export under Zendesk's rate limit: a 429 comes back to it at once.
+        let (page, quota) = self
             .http
-            .get(&creds, "/api/v2/incremental/users/cursor", &params, Op::UserExport, patience)
-            .await?
-            .ok_or_else(|| ConnectorError::BadGateway {
-                message: "Zendesk answered 404 to the incremental user export; check the subdomain".into(),
-            })?;
+            .get_with_quota::<ExportPage>(
+                &creds,
+                "/api/v2/incremental/users/cursor",
+                &params,
+                Op::UserExport,
+                Patience::Caller(query.budget),
+            )
+            .await?;
+        let page = page.ok_or_else(|| ConnectorError::BadGateway {
+            message: "Zendesk answered 404 to the incremental user export; check the subdomain".into(),
+        })?;
 
         let mut skipped: HashMap<&'static str, Vec<u64>> = HashMap::new();
         let mut live: Vec<(&User, chrono::DateTime<chrono::Utc>)> = Vec::with_capacity(page.users.len());
@@ -352,7 +335,17 @@ impl Connector for Zendesk {
             .into_iter()
             .collect();
         org_ids.sort_unstable();
-        let orgs = self.organizations(&creds, org_ids, patience).await?;
+        // Names come with the page (`include=organizations`); only organizations it lacks are looked up.
+        let mut orgs: HashMap<u64, Option<String>> = HashMap::new();
+        if let Some(sideloaded) = &page.organizations {
+            let names: HashMap<u64, Option<String>> = sideloaded.iter().map(|o| (o.id, o.name.clone())).collect();
+            self.remember_orgs(creds.subdomain(), &names);
+            orgs.extend(names);
+        }
+        org_ids.retain(|id| !orgs.contains_key(id));
+        if !org_ids.is_empty() {
+            orgs.extend(self.organizations(&creds, org_ids, Patience::Budget(query.budget)).await?);
+        }
         let identities = page.identities.as_deref().map(mapping::identities_by_user).unwrap_or_default();
         let agent_base = creds.agent_base();
         let records = live
@@ -377,77 +370,72 @@ impl Connector for Zendesk {
             records,
             next_cursor: page.after_cursor,
             done: page.end_of_stream || past_until,
+            quota,
         })
     }
 
-    async fn interactions(&self, auth: &Auth, query: &InteractionQuery) -> Result<InteractionBatch, ConnectorError> {
+    fn display_name(&self) -> &'static str {
+        SYSTEM
+    }
+
+    fn person_by_external_id(&self, external_id: &str) -> Option<PersonRef> {
+        mapping::user_id(external_id).map(|id| PersonRef(id.to_string()))
+    }
+
+    fn lookup_costs(&self, limit: usize) -> LookupCosts {
+        LookupCosts {
+            search: ATTEMPTS_PER_REQUEST,
+            identifiers: ATTEMPTS_PER_REQUEST,
+            fetch: ATTEMPTS_PER_REQUEST * ticket_pages(limit),
+        }
+    }
+
+    async fn find_people(&self, auth: &Auth, identifier: &Identifier, budget: &dyn Budget) -> Result<Vec<Candidate>, ConnectorError> {
         let creds = Credentials::from_auth(auth)?;
-        if !query.types.iter().any(|t| t == "ticket") {
-            return Ok(InteractionBatch::default());
-        }
-        let mut hits = LookupHits::default();
+        self.search_users(&creds, identifier, budget).await
+    }
 
-        // (is an email, the email or E.164 phone)
-        let lookups: Vec<(bool, String)> = query
-            .emails
-            .iter()
-            .map(|e| (true, e.clone()))
-            .chain(query.phones.iter().map(|p| (false, p.clone())))
-            .collect();
-        let creds_ref = &creds;
-        let found: Vec<(bool, Vec<u64>)> = stream::iter(lookups)
-            .map(|(is_email, value)| async move {
-                let ids = if is_email {
-                    self.users_by_email(creds_ref, &value).await?
-                } else {
-                    self.users_by_phone(creds_ref, &value).await?
-                };
-                Ok::<_, ConnectorError>((is_email, ids))
-            })
-            .buffer_unordered(LOOKUP_CONCURRENCY)
-            .try_collect()
-            .await?;
-
-        let external = query.external_id.as_deref().and_then(mapping::user_id);
-        let mut users: Vec<u64> = external.into_iter().collect();
-        for (is_email, ids) in found {
-            if is_email {
-                hits.email += ids.len();
-            } else {
-                hits.phone += ids.len();
-            }
-            users.extend(ids);
-        }
-        let mut seen = HashSet::new();
-        users.retain(|id| seen.insert(*id));
-
-        let limit = query.limit.max(1);
-        let per_user: Vec<(u64, Option<Vec<mapping::Ticket>>)> = stream::iter(users)
-            .map(|id| async move { Ok::<_, ConnectorError>((id, self.requested_tickets(creds_ref, id, limit).await?)) })
-            .buffer_unordered(LOOKUP_CONCURRENCY)
-            .try_collect()
-            .await?;
-
-        let mut tickets: Vec<mapping::Ticket> = Vec::new();
-        let mut ticket_ids = HashSet::new();
-        for (id, found) in per_user {
-            if Some(id) == external && found.is_some() {
-                hits.external_id += 1;
-            }
-            for t in found.unwrap_or_default() {
-                if ticket_ids.insert(t.id) {
-                    tickets.push(t);
-                }
+    async fn identifiers_of(&self, auth: &Auth, person: &PersonRef, budget: &dyn Budget) -> Result<Candidate, ConnectorError> {
+        let creds = Credentials::from_auth(auth)?;
+        let mut candidate = Candidate {
+            person: person.clone(),
+            complete: true,
+            ..Candidate::default()
+        };
+        let Some(user_id) = mapping::user_id(&person.0) else {
+            return Ok(candidate);
+        };
+        let path = format!("/api/v2/users/{user_id}/identities");
+        let found: Option<Identities> = self.http.get(&creds, &path, &[], Op::Identities, Patience::Brief(budget)).await?;
+        for identity in found.map(|f| f.identities).unwrap_or_default() {
+            match (identity.kind.as_str(), identity.value) {
+                ("email", Some(v)) => candidate.emails.push(v),
+                ("phone_number", Some(v)) => candidate.phones.push(v),
+                _ => {}
             }
         }
-        tickets.sort_by(|a, b| b.updated_at.cmp(&a.updated_at).then(b.id.cmp(&a.id)));
+        Ok(candidate)
+    }
+
+    async fn interactions_of(
+        &self,
+        auth: &Auth,
+        person: &PersonRef,
+        types: &[String],
+        limit: usize,
+        budget: &dyn Budget,
+    ) -> Result<Option<Vec<Interaction>>, ConnectorError> {
+        let creds = Credentials::from_auth(auth)?;
+        let Some(user_id) = mapping::user_id(&person.0) else {
+            return Ok(None);
+        };
+        if !types.iter().any(|t| t == "ticket") {
+            return Ok(Some(vec![]));
+        }
+        let Some(tickets) = self.requested_tickets(&creds, user_id, limit.max(1), budget).await? else {
+            return Ok(None);
+        };
         let agent_base = creds.agent_base();
-        let interactions = tickets
-            .iter()
-            .filter_map(|t| mapping::interaction(t, &agent_base))
-            .take(limit)
-            .collect();
-        tracing::debug!(system = SYSTEM, users = seen.len(), tickets = ticket_ids.len(), "zendesk lookup");
-        Ok(InteractionBatch { interactions, hits })
+        Ok(Some(tickets.iter().filter_map(|t| mapping::interaction(t, &agent_base)).collect()))
     }
 }
