@@ -12,21 +12,11 @@ use bridge_tests::fake_zendesk::{self, auth_json, FakeData, FakeIdentity, FakeTi
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{json, Value};
 
-const TOKEN_KEY: &str = "zendesk-tests-token-key-0123456789";
 /// A fixed "now" for tests that freeze the fake's clock.
 const T0: i64 = 1_700_000_000;
 
 fn app_with(fake: &FakeZendesk, extra: &[(&str, &str)]) -> App {
-    let base = fake.base_url();
-    let mut pairs: Vec<(&str, &str)> = vec![
-        ("BRIDGE_CONNECTOR", "zendesk"),
-        ("BRIDGE_TOKEN_KEY", TOKEN_KEY),
-        ("ZENDESK_BASE_URL", base.as_str()),
-    ];
-    pairs.extend_from_slice(extra);
-    let config = bridge_tests::config(&pairs);
-    let connector = bridge::connectors::build(&config).expect("zendesk connector builds");
-    App::new(config, connector).expect("zendesk app builds")
+    fake_zendesk::app_on(fake, extra)
 }
 
 fn app(fake: &FakeZendesk) -> App {
@@ -630,11 +620,11 @@ async fn a_rate_limit_longer_than_the_page_budget_is_waited_while_the_budget_las
     let fake = FakeZendesk::start(data_of(vec![user(1, T0 - 3600)])).await.unwrap();
     let app = app(&fake);
     // 2 s left before the Lambda deadline and nothing kept in hand; Zendesk asks for 30 s.
-    let budget = || bridge::sync::Deadline::new(tokio::time::Instant::now(), Some(Duration::from_secs(2)), Duration::ZERO);
+    let budget = |secs| bridge::sync::Deadline::new(tokio::time::Instant::now(), Some(Duration::from_secs(secs)), Duration::ZERO);
     fake.fail_next(1, Fault::rate_limited("30"));
     let body = json!({"auth": auth_json(), "meta": {}});
     let started = Instant::now();
-    let r = app.contacts(body.to_string().as_bytes(), &budget(), Utc::now()).await;
+    let r = app.contacts(body.to_string().as_bytes(), &budget(2), Utc::now()).await;
     let waited = started.elapsed();
     assert_eq!(r.status, 200, "{}", r.body);
     let page = json_of(&r);
@@ -647,10 +637,10 @@ async fn a_rate_limit_longer_than_the_page_budget_is_waited_while_the_budget_las
     assert!(waited < Duration::from_secs(3), "and answered before its deadline: {waited:?}");
     assert_eq!(fake.requests().len(), 1, "nothing was sent while Zendesk's hold lasted");
 
-    // A short Retry-After fits in the budget: waited out, and the page is full.
+    // A short Retry-After that leaves time for the request (5 s budget) is waited out, and the page is full.
     let app = app_with(&fake, &[]);
     fake.fail_next(1, Fault::rate_limited("1"));
-    let r = app.contacts(body.to_string().as_bytes(), &budget(), Utc::now()).await;
+    let r = app.contacts(body.to_string().as_bytes(), &budget(5), Utc::now()).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(ids(json_of(&r)["contacts"].as_array().unwrap()), vec!["1"]);
 }

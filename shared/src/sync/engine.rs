@@ -475,35 +475,27 @@ pub async fn sync_page(req: PageRequest<'_>) -> Result<PageOutcome, ConnectorErr
             if last && at.tie.is_none() {
                 break 'page StopReason::Exhausted;
             }
-            if (at.pos.clone(), at.tie) == progress_from {
-                let e = ConnectorError::BadGateway {
-                    message: format!("{} returned a page that makes no progress", connector.name()),
-                };
-                if out.is_empty() {
-                    return Err(e);
-                }
-                upstream_error = Some(e);
-                break 'page StopReason::UpstreamFailure;
+            if (at.pos.clone(), at.tie) != progress_from {
+                at.cursor = None;
+                at.continues = false;
+                continue;
             }
-            at.cursor = None;
-            at.continues = false;
+        } else if last {
+            break 'page StopReason::Exhausted;
+        } else if admitted > 0 || batch.next_cursor != batch_cursor {
+            at.continues = batch.next_cursor.is_some();
+            at.cursor = batch.next_cursor;
             continue;
         }
-        if last {
-            break 'page StopReason::Exhausted;
+        // The stream stands where it stood: the connector makes no progress.
+        let e = ConnectorError::BadGateway {
+            message: format!("{} returned a page that makes no progress", connector.name()),
+        };
+        if out.is_empty() {
+            return Err(e);
         }
-        if admitted == 0 && batch.next_cursor == batch_cursor {
-            let e = ConnectorError::BadGateway {
-                message: format!("{} returned a page that makes no progress", connector.name()),
-            };
-            if out.is_empty() {
-                return Err(e);
-            }
-            upstream_error = Some(e);
-            break 'page StopReason::UpstreamFailure;
-        }
-        at.continues = batch.next_cursor.is_some();
-        at.cursor = batch.next_cursor;
+        upstream_error = Some(e);
+        break 'page StopReason::UpstreamFailure;
     };
 
     stats.bytes = bytes;
