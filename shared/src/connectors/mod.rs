@@ -78,6 +78,11 @@ pub enum Order {
     /// at or before it comes later. The engine still checks, and rewinds when a record breaks the promise.
     #[default]
     Strict,
+    /// Ascending `(updated_at, id)` enforced by the source itself, e.g. a SQL keyset over a unique sort key:
+    /// a record can never be placed after one that follows it. Handled as [`Order::Strict`], except that a
+    /// checkpoint keeps the exact position instead of stopping before the last record's instant, so a sync
+    /// resumed from it does not send a large tie again.
+    Keyset,
     /// Ascending `updated_at` only: records sharing an instant come in any id order, also across requests.
     /// The connector resumes from an instant (inclusive) and supports [`ContactQuery::only_at`].
     UpdatedAt,

@@ -32,7 +32,9 @@ use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 use tokio_postgres::types::Type;
 
-use super::{Candidate, Connector, ConnectorError, ContactBatch, ContactQuery, ContactRecord, Identifier, LookupCosts, PersonRef};
+use super::{
+    Candidate, Connector, ConnectorError, ContactBatch, ContactQuery, ContactRecord, Identifier, LookupCosts, Order, PersonRef,
+};
 use crate::config::{Config, ConfigError};
 use crate::secrets::Secret;
 use crate::sync::Position;
@@ -562,6 +564,12 @@ impl Connector for Postgres {
 
     fn max_page_size(&self) -> usize {
         self.settings.page_size
+    }
+
+    /// The keyset `(sort_key(updated_at), id) > position ORDER BY` both cannot place a record after one that
+    /// follows it, so checkpoints stay exact inside a tie.
+    fn order(&self) -> Order {
+        Order::Keyset
     }
 
     fn indexing_lag(&self) -> Duration {
