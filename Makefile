@@ -1,11 +1,12 @@
 # The commands the README names. CI (.ci/run and .github/workflows/ci.yml) calls the same targets.
 #
 #   make run        serve POST /contacts and POST /interactions on 127.0.0.1:9000 (PORT=n), sandbox data
-#   make test       template + workflow checks, then every Rust test
+#   make test       template + workflow checks, then every Rust test (PostgreSQL's server binaries first)
 #   make lint       cargo fmt --check and clippy -D warnings
 #   make sam-build  sam build (arm64, cargo-lambda + zig, no Docker), timed
 #   make invoke     send one events/*.json file to a running `make run`
 #   make bench      release build, then BENCHMARKS.md from the real binaries under a local Runtime API
+#                   (against the fake Zendesk and a throwaway PostgreSQL)
 #   make fuzz       the request/token fuzzer for FUZZ_ITERATIONS inputs (default 1,000,000), release build
 #   make faults     the randomized upstream-fault suite alone, with its counts (FAULT_SCHEDULES=n)
 #
@@ -38,7 +39,7 @@ RUN_STAMP := $(VENV)/.run-tools
 ALL_STAMP := $(VENV)/.all-tools
 NPM_STAMP := $(TOOLS)/node_modules/.installed
 
-.PHONY: help run invoke test check-template lint sam-build venv tools clean-tools bench fuzz faults
+.PHONY: help run invoke test check-template postgres-server lint sam-build venv tools clean-tools bench fuzz faults
 
 help:
 	@sed -n 's/^#   make /  make /p' $(MAKEFILE_LIST)
@@ -101,7 +102,27 @@ check-template: tools
 	test $${#files[@]} -gt 0 || { echo "no workflow files in .github/workflows"; exit 1; }; \
 	for f in "$${files[@]}"; do echo "action-validator $$f"; action-validator "$$f"; done
 
-test: check-template
+# The PostgreSQL connector's tests start a throwaway server from the Debian `postgresql` package's
+# binaries (initdb, pg_ctl; tests/src/postgres.rs). Installed here when missing: as root (CI on Debian)
+# with apt-get, without the package's own cluster; else with sudo when it needs no password; else the
+# target says what to install. POSTGRES_TEST_URL (a server of your own) skips all this.
+postgres-server:
+	@if [ -n "$${POSTGRES_TEST_URL:-}" ] || command -v initdb >/dev/null 2>&1 \
+	    || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  exit 0; \
+	fi; \
+	if [ "$$(id -u)" = 0 ]; then sudo=""; \
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo="sudo"; \
+	else echo "The PostgreSQL tests need initdb and pg_ctl: install the postgresql package (sudo apt-get install postgresql) or set POSTGRES_TEST_URL."; exit 1; fi; \
+	command -v apt-get >/dev/null 2>&1 || { echo "initdb is missing and apt-get is not available: install PostgreSQL's server binaries or set POSTGRES_TEST_URL."; exit 1; }; \
+	echo "installing the postgresql package for the PostgreSQL tests"; \
+	$$sudo mkdir -p /etc/postgresql-common; \
+	[ -e /etc/postgresql-common/createcluster.conf ] \
+	  || echo "create_main_cluster = false" | $$sudo tee /etc/postgresql-common/createcluster.conf >/dev/null; \
+	$$sudo apt-get update -qq; \
+	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+
+test: check-template postgres-server
 	@if cargo nextest --version >/dev/null 2>&1; then \
 	  cargo test --workspace --doc; \
 	  cargo nextest run --workspace; \
@@ -132,7 +153,7 @@ FUZZ_ITERATIONS ?= 1000000
 
 # moto_server (from the venv) gives the SSM-prefetch cold-init figures; without it they are skipped.
 # moto_server (for the SSM-prefetch cold starts) comes from the venv.
-bench: $(ALL_STAMP)
+bench: $(ALL_STAMP) postgres-server
 	cargo build --release -p contacts -p interactions -p bridge-tests
 	target/release/bench --out BENCHMARKS.md
 

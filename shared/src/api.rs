@@ -32,7 +32,8 @@ pub struct App {
 
 impl App {
     /// Reads the environment, builds the configured connector and, when `BRIDGE_SSM_PREFIX` is set, reads
-    /// the secrets from SSM. Fails INIT on a bad configuration or when SSM cannot be read.
+    /// the secrets from SSM, then lets the connector check its configuration ([`App::prepare`]). Fails
+    /// INIT on a bad configuration or when SSM cannot be read.
     pub async fn from_env() -> Result<Self, ConfigError> {
         let config = Config::from_env()?;
         let connector = connectors::build(&config)?;
@@ -43,7 +44,16 @@ impl App {
             }
             None => App::new(config, connector)?,
         };
+        app.prepare().await?;
         Ok(App { emit_metrics: true, ..app })
+    }
+
+    /// The connector's cold-start check ([`Connector::prepare`]) with the deployment's secrets in force
+    /// (e.g. a database's relations and columns). [`App::from_env`] calls it; apps built otherwise may.
+    pub async fn prepare(&self) -> Result<(), ConfigError> {
+        let mut stored = talkdesk::Auth::default();
+        self.secrets.last().fill_credentials(&mut stored);
+        self.connector.prepare(&stored).await
     }
 
     /// An app whose secrets come from the configuration alone (`BRIDGE_TOKEN_KEY`,

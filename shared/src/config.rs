@@ -97,6 +97,8 @@ pub struct Config {
     pub sandbox: SandboxConfig,
     /// `ZENDESK_*`: see [`crate::connectors::zendesk::settings`].
     pub zendesk: crate::connectors::zendesk::ZendeskConfig,
+    /// `POSTGRES_*`: see [`crate::connectors::postgres::settings`].
+    pub postgres: crate::connectors::postgres::PostgresConfig,
 }
 
 /// [`parse_num`] with an upper bound as well.
@@ -238,6 +240,7 @@ impl Config {
                 lag: Duration::from_secs(parse_num(get, "SANDBOX_LAG_SECS", 0u64, 0)?),
             },
             zendesk: crate::connectors::zendesk::ZendeskConfig::from_lookup(get)?,
+            postgres: crate::connectors::postgres::PostgresConfig::from_lookup(get)?,
         })
     }
 

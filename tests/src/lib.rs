@@ -3,6 +3,7 @@
 pub mod fake_zendesk;
 pub mod local;
 pub mod moto;
+pub mod postgres;
 pub mod runtime_emulator;
 pub mod server;
 pub mod sim;
@@ -26,6 +27,17 @@ pub async fn ssm_app(pairs: &[(&str, &str)], cache: bridge::secrets::ssm::SsmCac
     let config = config(pairs);
     let connector = bridge::connectors::build(&config).expect("the connector builds");
     App::with_ssm(config, connector, cache).await
+}
+
+/// An app on the connector the pairs configure, with its cold-start check run (what `App::from_env` does,
+/// without the process environment or SSM).
+pub async fn prepared_app(pairs: &[(String, String)]) -> Result<App, bridge::config::ConfigError> {
+    let refs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let config = config(&refs);
+    let connector = bridge::connectors::build(&config)?;
+    let app = App::new(config, connector)?;
+    app.prepare().await?;
+    Ok(app)
 }
 
 /// An app on the sandbox with the given data, upstream page size and lag, and the store to change it.

@@ -81,7 +81,8 @@ fn every_environment_variable_the_code_reads_is_documented() {
     let readme = read("README.md");
     let mut files = Vec::new();
     rust_sources(&root().join("shared/src"), &mut files);
-    let var = Regex::new(r#""((?:BRIDGE|ZENDESK|SANDBOX)_[A-Z_]+)""#).unwrap();
+    rust_sources(&root().join("tests/src"), &mut files);
+    let var = Regex::new(r#""((?:BRIDGE|ZENDESK|SANDBOX|POSTGRES)_[A-Z_]+)""#).unwrap();
     let mut read_by_code = BTreeSet::new();
     for f in files {
         let text = std::fs::read_to_string(&f).unwrap();
@@ -90,6 +91,7 @@ fn every_environment_variable_the_code_reads_is_documented() {
         }
     }
     assert!(read_by_code.contains("BRIDGE_CONNECTOR") && read_by_code.contains("ZENDESK_BASE_URL"));
+    assert!(read_by_code.contains("POSTGRES_STATEMENT_TIMEOUT_MS") && read_by_code.contains("POSTGRES_TEST_URL"));
     let undocumented: Vec<&String> = read_by_code.iter().filter(|v| !readme.contains(&format!("`{v}`"))).collect();
     assert!(undocumented.is_empty(), "README does not document {undocumented:?}");
 }

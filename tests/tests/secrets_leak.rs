@@ -6,8 +6,8 @@
 //! writes into a shared buffer; a panic hook records every panic message. The handlers then run on the
 //! sandbox and on Zendesk (the fake), through success and every failure path: bad JSON, bad `auth`, missing
 //! and wrong bridge tokens, Zendesk's 401/403/429/500/503, timeouts, redirects and broken bodies, secrets
-//! from SSM (moto_server) through INIT, rotation and SSM going down, and one request through the real Lambda
-//! runtime. Each test ends by searching everything captured so far for every secret of [`SECRETS`].
+//! from SSM (moto_server) through INIT, rotation and SSM going down, a PostgreSQL deployment (password from
+//! SSM, restart, refused password), and one request through the real Lambda runtime. Each test ends by searching everything captured so far for every secret of [`SECRETS`].
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
@@ -41,6 +41,8 @@ const SSM_INBOUND_OLD: &str = "leak-ssm-inbound-old-0b5a";
 const SSM_INBOUND_NEW: &str = "leak-ssm-inbound-new-9c8d";
 const SSM_API_TOKEN: &str = "leak-ssm-zendesk-api-token-71";
 const SSM_ACCESS_TOKEN: &str = "leak-ssm-zendesk-oauth-token-3k";
+const PG_PASSWORD: &str = "leak-postgres-password-4n8w";
+const PG_WRONG_PASSWORD: &str = "leak-postgres-wrong-password-2x";
 const PREFIX: &str = "/talkdesk-bridge/leak";
 const TTL: Duration = Duration::from_secs(300);
 
@@ -62,6 +64,8 @@ fn secrets() -> Vec<(String, String)> {
         ("SSM inbound token new", SSM_INBOUND_NEW),
         ("SSM zendesk/api_token", SSM_API_TOKEN),
         ("SSM zendesk/access_token", SSM_ACCESS_TOKEN),
+        ("SSM postgres/password", PG_PASSWORD),
+        ("a wrong database password", PG_WRONG_PASSWORD),
     ];
     let mut all: Vec<(String, String)> = plain.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
     for (name, value) in plain {
@@ -589,4 +593,66 @@ fn the_capture_sees_every_level_and_every_target() {
         logs.lines().any(|l| l.contains("capture-probe-7f") && l.contains("\"TRACE\"")),
         "{logs}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_deployment_leaks_its_database_password_nowhere() {
+    use bridge_tests::postgres::{contract_data, load, PgServer};
+
+    capture();
+    let mut seen = Seen::default();
+    let pg = PgServer::start().await;
+    load(&pg, &contract_data(12, 3, 1, Utc::now() - chrono::Duration::hours(1))).await;
+    pg.admin()
+        .await
+        .batch_execute(&format!("ALTER ROLE \"{}\" PASSWORD '{PG_PASSWORD}'", pg.app_user))
+        .await
+        .unwrap();
+    let server = MotoServer::start();
+    let name = |n: &str| format!("{PREFIX}/{n}");
+    server.put_secure(&name("token-key"), SSM_TOKEN_KEY).await;
+    server.put_secure(&name("inbound-tokens"), SSM_INBOUND_NEW).await;
+    server.put_secure(&name("postgres/password"), PG_PASSWORD).await;
+    let clock = ManualClock::new();
+    let cache = SsmCache::new(server.ssm_client(), PREFIX, TTL).with_clock(move || clock.now());
+    let port = pg.port.to_string();
+    let app = bridge_tests::ssm_app(
+        &[
+            ("BRIDGE_CONNECTOR", "postgres"),
+            ("BRIDGE_SSM_PREFIX", PREFIX),
+            ("POSTGRES_HOST", pg.host.as_str()),
+            ("POSTGRES_PORT", port.as_str()),
+            ("POSTGRES_USER", pg.app_user.as_str()),
+            ("POSTGRES_DBNAME", pg.database.as_str()),
+            ("POSTGRES_SSLMODE", "disable"),
+            ("AWS_LAMBDA_FUNCTION_NAME", "contacts"),
+        ],
+        cache,
+    )
+    .await
+    .expect("INIT");
+    app.prepare().await.expect("the catalog check signs in");
+    seen.text(format!("{:?} {:?}", app.secrets(), app.config));
+    let auth = json!({"bridge_token": SSM_INBOUND_NEW, "password": PASSWORD});
+    let statuses = whole_sync(&app, &mut seen, auth.clone(), None).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    pg.restart().await;
+    let lookup = json!({"auth": auth, "data": {"contact_external_id": "x", "contact_emails": ["a@b.co"]}});
+    assert_eq!(interactions(&app, &mut seen, &lookup, None).await, 200);
+
+    // The password in a URL (local runs), refused: a 502 that names the user, never the password.
+    let wrong = bridge_tests::config(&[
+        ("BRIDGE_CONNECTOR", "postgres"),
+        ("BRIDGE_TOKEN_KEY", ENV_TOKEN_KEY),
+        ("POSTGRES_URL", &pg.url_with_password(PG_WRONG_PASSWORD)),
+        ("POSTGRES_SSLMODE", "disable"),
+    ]);
+    seen.text(format!("{wrong:?}"));
+    let connector = bridge::connectors::build(&wrong).unwrap();
+    let refused = App::new(wrong, connector).unwrap();
+    refused.prepare().await.expect("refused credentials do not fail INIT");
+    assert_eq!(contacts(&refused, &mut seen, &json!({"auth": {}}), None).await.0, 502);
+    assert_eq!(interactions(&refused, &mut seen, &lookup, None).await, 502);
+
+    seen.assert_no_secret_leaked();
 }

@@ -7,7 +7,8 @@
 //! abandoned half way (the next one starts from the last checkpoint received). After a final quiet
 //! incremental sync, the copy must equal the sandbox: nothing lost, nothing out of order.
 //!
-//! A third of the schedules run on a connector ordered by `updated_at` alone ([`Order::UpdatedAt`]): every
+//! A third of the schedules run on the sandbox as it is, declared [`Order::Keyset`], so checkpoints keep
+//! exact positions inside ties. A third run on a connector ordered by `updated_at` alone ([`Order::UpdatedAt`]): every
 //! upstream page returns the records of one instant in a random id order, different on every request, and
 //! ties larger than a page are common. Another third run on a connector that promises `(updated_at, id)`
 //! order but, following its own cursor, now and then holds a record back to the next upstream page, where
@@ -78,7 +79,7 @@ struct Figures {
 /// How the connector behind a schedule orders what it returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Behaviour {
-    /// The sandbox as it is: `(updated_at, id)` order.
+    /// The sandbox as it is: `(updated_at, id)` order, declared as [`Order::Keyset`] (exact checkpoints).
     Faithful,
     /// `updated_at` order only; ties in a random id order on every request.
     UnorderedTies,
@@ -164,8 +165,9 @@ impl Connector for Unruly {
     }
     fn order(&self) -> Order {
         match self.behaviour {
+            Behaviour::Faithful => Order::Keyset,
             Behaviour::UnorderedTies => Order::UpdatedAt,
-            _ => Order::Strict,
+            Behaviour::BrokenPromise => Order::Strict,
         }
     }
     fn indexing_lag(&self) -> Duration {

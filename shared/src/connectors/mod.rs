@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use crate::sync::{Position, SyncKey};
 use crate::talkdesk::{Auth, Contact, Interaction};
 
+pub mod postgres;
 pub mod sandbox;
 pub mod zendesk;
 
@@ -77,6 +78,11 @@ pub enum Order {
     /// at or before it comes later. The engine still checks, and rewinds when a record breaks the promise.
     #[default]
     Strict,
+    /// Ascending `(updated_at, id)` enforced by the source itself, e.g. a SQL keyset over a unique sort key:
+    /// a record can never be placed after one that follows it. Handled as [`Order::Strict`], except that a
+    /// checkpoint keeps the exact position instead of stopping before the last record's instant, so a sync
+    /// resumed from it does not send a large tie again.
+    Keyset,
     /// Ascending `updated_at` only: records sharing an instant come in any id order, also across requests.
     /// The connector resumes from an instant (inclusive) and supports [`ContactQuery::only_at`].
     UpdatedAt,
@@ -235,6 +241,21 @@ pub trait Connector: Send + Sync {
         &[]
     }
 
+    /// Secrets of the deployment itself (e.g. a database password) that the connector reads from SSM as
+    /// `{name}/{secret}` under the prefix. Unlike credential fields they never come from a request: the
+    /// stored value always replaces a request's field of the same name in `auth`, and a request's own
+    /// value is removed when nothing is stored.
+    fn deployment_secrets(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Called once at cold start, after the deployment's secrets are read (`stored` holds them as `auth`
+    /// fields): a connector may connect and check its configuration against the external system. An error
+    /// fails INIT; an unreachable system should not (requests then answer 503 until it is back).
+    async fn prepare(&self, _stored: &Auth) -> Result<(), crate::config::ConfigError> {
+        Ok(())
+    }
+
     /// Checks the `auth` fields (without calling upstream) and names the account they belong to, so
     /// offsets and checkpoints can be bound to it.
     fn account(&self, auth: &Auth) -> Result<String, ConnectorError>;
@@ -291,15 +312,17 @@ pub trait Connector: Send + Sync {
 pub enum ConnectorKind {
     Sandbox,
     Zendesk,
+    Postgres,
 }
 
 impl ConnectorKind {
-    pub const NAMES: &'static [&'static str] = &["sandbox", "zendesk"];
+    pub const NAMES: &'static [&'static str] = &["sandbox", "zendesk", "postgres"];
 
     pub fn parse(name: &str) -> Option<Self> {
         match name.trim().to_ascii_lowercase().as_str() {
             "" | "sandbox" => Some(ConnectorKind::Sandbox),
             "zendesk" => Some(ConnectorKind::Zendesk),
+            "postgres" => Some(ConnectorKind::Postgres),
             _ => None,
         }
     }
@@ -310,5 +333,6 @@ pub fn build(config: &crate::Config) -> Result<Arc<dyn Connector>, crate::config
     Ok(match config.connector {
         ConnectorKind::Sandbox => Arc::new(sandbox::Sandbox::from_config(config)?),
         ConnectorKind::Zendesk => Arc::new(zendesk::Zendesk::from_config(config)?),
+        ConnectorKind::Postgres => Arc::new(postgres::Postgres::from_config(config)?),
     })
 }

@@ -4,7 +4,8 @@
 //! Where they come from:
 //! - With `BRIDGE_SSM_PREFIX` set, from SSM Parameter Store under that prefix: [`TOKEN_KEY`],
 //!   [`TOKEN_KEY_PREVIOUS`], [`TOKEN_KEY_NEXT`], [`INBOUND_TOKENS`], and `{connector}/{field}` for each
-//!   field the connector declares ([`Connector::credential_fields`]). They are all read with one batched
+//!   field the connector declares ([`Connector::credential_fields`]) and each secret of its own
+//!   ([`Connector::deployment_secrets`], e.g. `postgres/password`). They are all read with one batched
 //!   call during INIT and again, with one call, around the end of each TTL. A name SSM does not hold costs
 //!   nothing until then.
 //! - Without it (local runs), from `BRIDGE_TOKEN_KEY` and `BRIDGE_INBOUND_TOKENS`, and for the sandbox
@@ -12,8 +13,8 @@
 //!
 //! Rules, checked at INIT (which then fails) and at each renewed read (the door then closes: 503):
 //! - a connector other than the sandbox needs a token key;
-//! - stored connector credentials need inbound tokens: without them anyone with the URL could read the
-//!   external system;
+//! - stored connector credentials (or deployment secrets) need inbound tokens: without them anyone with
+//!   the URL could read the external system;
 //! - a deployment ([`Config::requires_inbound_tokens`]: an SSM prefix, or Lambda with a real connector)
 //!   needs inbound tokens unless `BRIDGE_ALLOW_UNAUTHENTICATED=true` says another layer authenticates
 //!   callers: closed by default.
@@ -80,6 +81,8 @@ pub struct SecretSet {
     signer: TokenSigner,
     inbound: InboundTokens,
     credentials: Vec<(CredentialField, Secret)>,
+    /// Every deployment secret the connector declares, with its stored value if SSM holds one.
+    deployment: Vec<(&'static str, Option<Secret>)>,
 }
 
 impl SecretSet {
@@ -92,15 +95,21 @@ impl SecretSet {
         &self.inbound
     }
 
-    /// Names of the connector credential fields held in SSM.
+    /// Names of the connector credential fields and deployment secrets held in SSM.
     pub fn stored_credentials(&self) -> Vec<&'static str> {
-        self.credentials.iter().map(|(f, _)| f.name).collect()
+        self.credentials
+            .iter()
+            .map(|(f, _)| f.name)
+            .chain(self.deployment.iter().filter(|(_, v)| v.is_some()).map(|(n, _)| *n))
+            .collect()
     }
 
     /// Fills the `auth` fields the request lacks from the stored credentials, as each field's
     /// [`CredentialField`] allows: a field the request gives always wins, a stored field is not mixed with
     /// the request's own way of signing in, and stored secrets fill a request only for the account they
-    /// were stored for. Decisions look at the request's fields alone. Returns how many fields were filled.
+    /// were stored for. Decisions look at the request's fields alone. Deployment secrets always replace
+    /// the request's field of the same name (emptied when SSM holds none). Returns how many credential
+    /// fields were filled.
     pub fn fill_credentials(&self, auth: &mut Auth) -> usize {
         let stored = |name: &str| self.credentials.iter().find(|(f, _)| f.name == name).map(|(_, v)| v);
         let fills: Vec<(&'static str, Secret)> = self
@@ -120,6 +129,9 @@ impl SecretSet {
         let filled = fills.len();
         for (name, value) in fills {
             auth.insert(name, value);
+        }
+        for (name, value) in &self.deployment {
+            auth.insert(*name, value.clone().unwrap_or_else(|| Secret::new("")));
         }
         filled
     }
@@ -147,6 +159,7 @@ struct Local {
     token_key: Option<Secret>,
     inbound: InboundTokens,
     fields: &'static [CredentialField],
+    deployment: &'static [&'static str],
     /// [`Config::requires_inbound_tokens`]: a deployment without `BRIDGE_ALLOW_UNAUTHENTICATED=true`.
     requires_inbound: bool,
 }
@@ -159,6 +172,7 @@ impl Local {
             token_key: config.token_key.clone(),
             inbound: config.inbound_tokens.clone(),
             fields: connector.credential_fields(),
+            deployment: connector.deployment_secrets(),
             requires_inbound: config.requires_inbound_tokens(),
         }
     }
@@ -176,6 +190,7 @@ impl Local {
             INBOUND_TOKENS.to_owned(),
         ];
         names.extend(self.fields.iter().map(|f| self.credential_name(f)));
+        names.extend(self.deployment.iter().map(|name| format!("{}/{name}", self.connector)));
         names
     }
 }
@@ -235,7 +250,13 @@ fn resolve(local: &Local, prefix: Option<&str>, ssm: &dyn Fn(&str) -> Option<Sec
         .iter()
         .filter_map(|field| ssm(&local.credential_name(field)).map(|value| (*field, value)))
         .collect();
-    if !credentials.is_empty() && !inbound.required() {
+    let deployment: Vec<(&'static str, Option<Secret>)> = local
+        .deployment
+        .iter()
+        .map(|name| (*name, ssm(&format!("{}/{name}", local.connector))))
+        .collect();
+    let stores_secrets = !credentials.is_empty() || deployment.iter().any(|(_, v)| v.is_some());
+    if stores_secrets && !inbound.required() {
         return Err(ConfigError::Parameter {
             name: full(INBOUND_TOKENS),
             problem: format!(
@@ -271,6 +292,7 @@ fn resolve(local: &Local, prefix: Option<&str>, ssm: &dyn Fn(&str) -> Option<Sec
         signer: TokenSigner::new(key).with_next(next).with_previous(previous),
         inbound,
         credentials,
+        deployment,
     })
 }
 
@@ -659,6 +681,7 @@ mod tests {
             token_key: None,
             inbound: InboundTokens::default(),
             fields: if sandbox { &[] } else { FIELDS },
+            deployment: &[],
             requires_inbound: false,
         }
     }
@@ -920,6 +943,67 @@ mod tests {
         let mut same = auth(&[("subdomain", "acme")]);
         assert_eq!(set.fill_credentials(&mut same), 2);
         assert_eq!(exposed(&same, "api_token").as_deref(), Some("stored-api-token"));
+    }
+
+    fn local_postgres() -> Local {
+        Local {
+            connector: "postgres",
+            sandbox: false,
+            token_key: None,
+            inbound: InboundTokens::default(),
+            fields: &[],
+            deployment: &["password"],
+            requires_inbound: false,
+        }
+    }
+
+    #[test]
+    fn a_deployment_secret_is_read_as_connector_slash_name() {
+        assert_eq!(
+            local_postgres().names(),
+            [
+                "token-key",
+                "token-key-previous",
+                "token-key-next",
+                "inbound-tokens",
+                "postgres/password"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_deployment_secret_always_replaces_what_the_request_says() {
+        let stored = resolve(
+            &local_postgres(),
+            Some("/p"),
+            &ssm(&[("token-key", KEY), ("inbound-tokens", TOKENS), ("postgres/password", "db-secret")]),
+        )
+        .unwrap();
+        let mut request = auth(&[("password", "attacker-chosen")]);
+        stored.fill_credentials(&mut request);
+        assert_eq!(exposed(&request, "password").as_deref(), Some("db-secret"));
+        assert_eq!(stored.stored_credentials(), vec!["password"]);
+
+        let none_stored = resolve(&local_postgres(), Some("/p"), &ssm(&[("token-key", KEY)])).unwrap();
+        let mut request = auth(&[("password", "attacker-chosen")]);
+        none_stored.fill_credentials(&mut request);
+        assert_eq!(
+            exposed(&request, "password"),
+            None,
+            "a request never supplies the database password"
+        );
+    }
+
+    #[test]
+    fn a_stored_deployment_secret_without_inbound_tokens_is_refused() {
+        let err = resolve(
+            &local_postgres(),
+            Some("/p"),
+            &ssm(&[("token-key", KEY), ("postgres/password", "x")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("/p/inbound-tokens is required"), "{err}");
     }
 
     #[test]

@@ -17,7 +17,7 @@
 //! # What the engine assumes of a connector's order, and how it copes when that fails
 //! Records within one upstream page may come in any order: the engine sorts every batch by
 //! `(updated_at, id)` (and keeps one record per id, the latest). Across requests:
-//! - [`Order::Strict`] connectors (Zendesk's cursor export, a SQL keyset) promise that a cursor continues
+//! - [`Order::Strict`] connectors (Zendesk's cursor export) promise that a cursor continues
 //!   right after the last record returned. A record at or before the position on such a continuation breaks
 //!   the promise: it may be one the connector skipped. The engine then *rewinds*: it ends the page, and the
 //!   next one reads the same upstream page again with its position moved back to that record's instant,
@@ -29,6 +29,9 @@
 //!   two pages re-reads that instant. What the engine assumes: a strict connector's disorder stays within one
 //!   instant or one upstream page; a record delivered later than a page of another instant, and not read
 //!   again, cannot be told from one that does not exist.
+//! - [`Order::Keyset`] connectors (a SQL keyset over a unique sort key) cannot break that promise: they are
+//!   handled as strict ones, but a page's checkpoint keeps its exact position, so a sync resumed from a
+//!   checkpoint inside a large tie does not send the tie again.
 //! - [`Order::UpdatedAt`] connectors order by `updated_at` alone: records sharing an instant come in any id
 //!   order, also across requests, so a tie split by a page boundary cannot be resumed by id. The engine
 //!   *holds back* the last instant of every upstream page that is not the stream's end: the records before it
@@ -519,7 +522,8 @@ pub async fn sync_page(req: PageRequest<'_>) -> Result<PageOutcome, ConnectorErr
         };
         // A strict connector's checkpoint stops before the instant of the last record returned: a record of
         // that instant that the connector misplaced beyond the page (a tie in the wrong id order) is read
-        // again by the next sync instead of being passed. Re-sending the rest of that instant costs little.
+        // again by the next sync instead of being passed. Re-sending the rest of that instant costs little,
+        // unless the tie is large: a keyset connector cannot misplace a record, so its checkpoint is exact.
         let checkpoint = match (&at.pos, order) {
             (Some(p), Order::Strict) => Some(Position { ts: p.ts, id: None }),
             (p, _) => p.clone(),

@@ -2,9 +2,11 @@
 //! fake Zendesk (and moto_server for SSM) and writes a Markdown report of what users pay for.
 //!
 //! Usage: `bench [--out BENCHMARKS.md] [--bin-dir target/release] [--quick] [--only SECTION]...`, where
-//! SECTION is `cold-init`, `warm`, `screen-pop`, `full-sync` or `load`. With `--only`, the report is
-//! printed and written only when `--out` is given (so a partial run never replaces BENCHMARKS.md). Figures
-//! only: nothing here asserts a timing.
+//! SECTION is `cold-init`, `warm`, `screen-pop`, `full-sync`, `load` or `postgres`. With `--only`, the
+//! report is printed and written only when `--out` is given (so a partial run never replaces BENCHMARKS.md).
+//! Figures only: nothing here asserts a timing. `--only postgres` runs the PostgreSQL section alone (a
+//! throwaway server, see `bridge_tests::postgres`); with a debug build: `cargo build -p contacts -p
+//! interactions -p bridge-tests && target/debug/bench --bin-dir target/debug --only postgres --quick`.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -29,7 +31,7 @@ struct Args {
 }
 
 /// The report's sections, in order.
-const SECTIONS: &[&str] = &["cold-init", "warm", "screen-pop", "full-sync", "load"];
+const SECTIONS: &[&str] = &["cold-init", "warm", "screen-pop", "full-sync", "load", "postgres"];
 
 impl Args {
     fn runs(&self, section: &str) -> bool {
@@ -861,6 +863,184 @@ async fn load(r: &mut Report) {
     r.line("");
 }
 
+/// The PostgreSQL connector against a throwaway server: a full sync through the real `contacts` binary
+/// next to a plain `COPY ... TO STDOUT` of the same rows in the same order, lookup latency by id, email and
+/// phone through the real `interactions` binary, and peak RSS.
+async fn postgres(a: &Args, r: &mut Report, rss: &mut Vec<(String, u64)>) {
+    use bridge_tests::postgres::{contract_data, load, PgServer};
+    use futures::StreamExt;
+
+    let rows = if a.quick { 10_000 } else { 100_000 };
+    r.line(format!("## PostgreSQL: full sync of {rows} rows and lookups"));
+    r.line("");
+    let pg = PgServer::start().await;
+    let mut data = contract_data(rows, rows / 20, 21, chrono::Utc::now() - chrono::Duration::hours(1));
+    // The contacts looked up below, and about one interaction per contact besides theirs (five per contact
+    // would only slow the load).
+    let step = (rows / if a.quick { 10 } else { 50 }).max(1);
+    let sampled: std::collections::HashSet<String> = data
+        .contacts
+        .iter()
+        .step_by(step)
+        .filter(|c| !c.contact.emails.is_empty() && !c.contact.phones.is_empty())
+        .map(|c| c.contact.id.clone())
+        .collect();
+    let mut kept = 0usize;
+    data.interactions.retain(|i| {
+        kept += 1;
+        kept <= rows || sampled.contains(&i.contact_id)
+    });
+    let loading = Instant::now();
+    load(&pg, &data).await;
+    eprintln!("loaded {rows} contacts in {:.1} s", loading.elapsed().as_secs_f64());
+    let mut env: Vec<(String, String)> = pg.app_pairs();
+    env.push(("AWS_LAMBDA_FUNCTION_TIMEOUT".into(), "29".into()));
+
+    // The same rows, in the same order, as fast as PostgreSQL can hand them out.
+    let admin = pg.admin().await;
+    let copy_sql = format!(
+        "COPY (SELECT id, updated_at, name, company, title, emails, phones, photo_url, address, websites, twitter, url \
+         FROM talkdesk_contacts ORDER BY updated_at, {}) TO STDOUT",
+        bridge::connectors::postgres::sql::SORT_KEY_SQL
+    );
+    let mut copy_times = vec![];
+    let mut copy_bytes = 0usize;
+    for _ in 0..3 {
+        let started = Instant::now();
+        match admin.copy_out(copy_sql.as_str()).await {
+            Ok(stream) => {
+                let mut stream = Box::pin(stream);
+                copy_bytes = 0;
+                while let Some(chunk) = stream.next().await {
+                    copy_bytes += chunk.map(|c| c.len()).unwrap_or(0);
+                }
+                copy_times.push(started.elapsed().as_secs_f64());
+            }
+            Err(e) => {
+                r.line(format!("COPY failed: {}", bridge_tests::postgres::show(&e)));
+                return;
+            }
+        }
+    }
+    let copy_wall = median(copy_times);
+
+    let f = match Function::start(&a.bin_dir.join("contacts"), "contacts", &env).await {
+        Ok(f) => f,
+        Err(e) => {
+            r.line(format!("contacts failed to start: {e}"));
+            return;
+        }
+    };
+    let started = Instant::now();
+    let mut offset: Option<String> = None;
+    let (mut round_trips, mut contacts, mut bytes, mut errors) = (0usize, 0usize, 0usize, 0usize);
+    loop {
+        let body = json!({"auth": {}, "meta": {"offset": offset}});
+        match f.call("/contacts", &body).await {
+            Ok((200, body, _)) => {
+                round_trips += 1;
+                bytes += body.len();
+                let v: Value = serde_json::from_str(&body).unwrap_or_default();
+                contacts += v["contacts"].as_array().map_or(0, Vec::len);
+                match v["next_offset"].as_str() {
+                    Some(o) => offset = Some(o.to_string()),
+                    None => break,
+                }
+            }
+            other => {
+                errors += 1;
+                eprintln!("postgres full sync: {other:?}");
+                if errors > 20 {
+                    break;
+                }
+            }
+        }
+    }
+    let wall = started.elapsed().as_secs_f64();
+    if let Some(kib) = f.peak_rss_kib() {
+        rss.push((format!("contacts (PostgreSQL full sync of {rows})"), kib));
+    }
+    drop(f);
+
+    // Lookups of sampled contacts, each identifier kind on its own.
+    let samples: Vec<&bridge::connectors::sandbox::SandboxContact> =
+        data.contacts.iter().filter(|c| sampled.contains(&c.contact.id)).collect();
+    let interactions = match Function::start(&a.bin_dir.join("interactions"), "interactions", &env).await {
+        Ok(f) => f,
+        Err(e) => {
+            r.line(format!("interactions failed to start: {e}"));
+            return;
+        }
+    };
+    // Warm: the connection, and the phone-number metadata the first phone lookup loads.
+    let warm = json!({"auth": {}, "data": {"contact_external_id": "warm-up", "contact_phones": ["+14155550000"]}});
+    let cold = interactions
+        .call("/interactions", &warm)
+        .await
+        .map(|(_, _, took)| ms(took))
+        .unwrap_or(f64::NAN);
+    let mut lookups: Vec<(&str, Vec<f64>, usize)> = vec![("id", vec![], 0), ("email", vec![], 0), ("phone", vec![], 0)];
+    for c in &samples {
+        let bodies = [
+            json!({"auth": {}, "data": {"contact_external_id": c.contact.id}}),
+            json!({"auth": {}, "data": {"contact_emails": [c.contact.emails[0].to_uppercase()]}}),
+            json!({"auth": {}, "data": {"contact_phones": [c.contact.phones[0]]}}),
+        ];
+        for (slot, body) in lookups.iter_mut().zip(bodies) {
+            match interactions.call("/interactions", &body).await {
+                Ok((200, b, took)) => {
+                    slot.1.push(ms(took));
+                    slot.2 += serde_json::from_str::<Value>(&b)
+                        .ok()
+                        .and_then(|v| v.as_array().map(Vec::len))
+                        .unwrap_or(0);
+                }
+                other => eprintln!("postgres lookup by {}: {other:?}", slot.0),
+            }
+        }
+    }
+    if let Some(kib) = interactions.peak_rss_kib() {
+        rss.push(("interactions (PostgreSQL lookups)".into(), kib));
+    }
+    drop(interactions);
+    drop(pg);
+
+    r.line(format!(
+        "A throwaway PostgreSQL on 127.0.0.1 (`bridge_tests::postgres`, fsync off) with the README's tables and indexes, \
+         {rows} contacts ({} sharing one `updated_at`, numeric and text ids) and {} interactions; the bridge's defaults \
+         (500 contacts a Talkdesk page, 1000 rows a statement).",
+        rows / 20,
+        data.interactions.len()
+    ));
+    r.line("");
+    r.line("| figure | value |");
+    r.line("|---|---:|");
+    r.line(format!("| contacts returned | {contacts} |"));
+    r.line(format!("| Talkdesk round trips (invocations) | {round_trips} |"));
+    r.line(format!("| error responses | {errors} |"));
+    r.line(format!("| bytes returned to Talkdesk | {bytes} ({:.1} MB) |", bytes as f64 / 1e6));
+    r.line(format!("| full sync wall time | {wall:.2} s |"));
+    r.line(format!("| contacts per second | {:.0} |", contacts as f64 / wall));
+    r.line(format!(
+        "| `COPY (SELECT ... ORDER BY updated_at, sort key) TO STDOUT` of the same rows (median of 3) | {copy_wall:.2} s ({:.1} MB, {:.0} rows/s) |",
+        copy_bytes as f64 / 1e6,
+        rows as f64 / copy_wall
+    ));
+    r.line(format!("| ratio full sync / COPY | {:.1}× |", wall / copy_wall));
+    r.line(format!(
+        "| first lookup of a fresh `interactions` process (opens the connection, loads phone metadata) | {cold:.1} ms |"
+    ));
+    for (kind, lat, found) in &lookups {
+        r.line(format!(
+            "| lookup by {kind}: p50 / p99 over {} lookups ({found} interactions found) | {:.1} / {:.1} ms |",
+            lat.len(),
+            median(lat.clone()),
+            percentile(lat.clone(), 0.99)
+        ));
+    }
+    r.line("");
+}
+
 #[tokio::main]
 async fn main() {
     let a = args();
@@ -874,6 +1054,9 @@ async fn main() {
     if a.runs("screen-pop") {
         needed.push("interactions");
     }
+    if a.runs("postgres") {
+        needed.extend(["contacts", "interactions"]);
+    }
     for bin in needed {
         if !a.bin_dir.join(bin).exists() {
             eprintln!(
@@ -886,7 +1069,7 @@ async fn main() {
     let mut r = Report { md: String::new() };
     r.line("# Benchmarks");
     r.line("");
-    r.line("Written by `make bench` (`tests/src/bin/bench.rs`): the release binaries, unmodified, under a local Lambda Runtime API emulator (`tests/src/runtime_emulator.rs`) on 127.0.0.1, against the fake Zendesk. Figures from one run on one machine; they are not asserted anywhere.");
+    r.line("Written by `make bench` (`tests/src/bin/bench.rs`): the release binaries, unmodified, under a local Lambda Runtime API emulator (`tests/src/runtime_emulator.rs`) on 127.0.0.1, against the fake Zendesk and a throwaway PostgreSQL. Figures from one run on one machine; they are not asserted anywhere.");
     r.line("");
     r.line(format!("Machine: {}.", machine()));
     r.line(format!("Date: {}.", chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")));
@@ -907,6 +1090,9 @@ async fn main() {
     }
     if a.runs("load") {
         load(&mut r).await;
+    }
+    if a.runs("postgres") {
+        postgres(&a, &mut r, &mut rss).await;
     }
     if !a.only.is_empty() {
         for (what, kib) in &rss {
