@@ -21,7 +21,10 @@ async fn the_conformance_kit_passes_against_postgres_with_20000_contacts() {
     println!("{}", report.render());
     assert!(report.passed(), "{}", report.render());
     assert_eq!(report.initial_contacts, 20_000);
-    assert!(report.initial_pages >= 40, "500 contacts a page");
+    assert!(
+        report.initial_pages > 20,
+        "at most 1000 contacts a page (BRIDGE_PAGE_SIZE's default)"
+    );
     assert_eq!(report.incremental_contacts, 0, "nothing changed, so the incremental sync is empty");
     assert!(report.interactions_seen > 0);
 }
