@@ -82,7 +82,7 @@ fn every_environment_variable_the_code_reads_is_documented() {
     let mut files = Vec::new();
     rust_sources(&root().join("shared/src"), &mut files);
     rust_sources(&root().join("tests/src"), &mut files);
-    let var = Regex::new(r#""((?:BRIDGE|ZENDESK|SANDBOX|POSTGRES)_[A-Z_]+)""#).unwrap();
+    let var = Regex::new(r#""((?:BRIDGE|ZENDESK|SANDBOX|POSTGRES|HUBSPOT)_[A-Z_]+)""#).unwrap();
     let mut read_by_code = BTreeSet::new();
     for f in files {
         let text = std::fs::read_to_string(&f).unwrap();
