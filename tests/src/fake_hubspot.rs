@@ -770,19 +770,31 @@ struct Filter {
 
 impl Filter {
     fn matches(&self, c: &FakeContact) -> bool {
-        let Some(have) = c.value(&self.property) else {
-            return self.operator == "NEQ";
-        };
         // Dates and ids compare as numbers (dates given as epoch milliseconds), everything else as text.
-        let number = |s: &str| -> Option<i64> {
-            match self.property.as_str() {
-                "lastmodifieddate" | "createdate" => chrono::DateTime::parse_from_rfc3339(s).ok().map(|d| d.timestamp_millis()),
-                _ => s.parse().ok(),
-            }
+        let number = match self.property.as_str() {
+            "lastmodifieddate" => Some(c.updated_ms),
+            "createdate" => Some(c.created_ms),
+            "hs_object_id" => i64::try_from(c.id).ok(),
+            _ => None,
         };
-        let ord = match (number(&have), self.value.parse::<i64>()) {
+        let ord = match (number, self.value.parse::<i64>()) {
             (Some(a), Ok(b)) => a.cmp(&b),
-            _ => have.to_lowercase().cmp(&self.value.to_lowercase()),
+            _ => {
+                let Some(have) = c.value(&self.property) else {
+                    return self.operator == "NEQ";
+                };
+                if self.operator == "CONTAINS_TOKEN" {
+                    let want = self.value.to_lowercase();
+                    return have
+                        .to_lowercase()
+                        .split(|c: char| c == ';' || c == ',' || c.is_whitespace())
+                        .any(|t| t == want);
+                }
+                match (have.parse::<i64>(), self.value.parse::<i64>()) {
+                    (Ok(a), Ok(b)) => a.cmp(&b),
+                    _ => have.to_lowercase().cmp(&self.value.to_lowercase()),
+                }
+            }
         };
         match self.operator.as_str() {
             "EQ" => ord.is_eq(),
@@ -791,10 +803,6 @@ impl Filter {
             "GTE" => ord.is_ge(),
             "LT" => ord.is_lt(),
             "LTE" => ord.is_le(),
-            "CONTAINS_TOKEN" => have
-                .to_lowercase()
-                .split(|c: char| c == ';' || c == ',' || c.is_whitespace())
-                .any(|t| t == self.value.to_lowercase()),
             _ => false,
         }
     }
@@ -913,8 +921,18 @@ fn search(inner: &mut Inner, body: &Value) -> Response {
         ),
         None => Box::new(data.live()),
     };
-    let mut found: Vec<&FakeContact> = candidates.filter(|c| !c.archived && matches(c)).collect();
-    let total = found.len();
+    // Sorted ascending on the modification date over the index, only the window and the rest of its last
+    // millisecond are kept (they are all that can be answered); `total` still counts every match.
+    let streaming = range.is_some() && sort.0 == "lastmodifieddate" && !sort.1;
+    let need = after + limit;
+    let mut total = 0usize;
+    let mut found: Vec<&FakeContact> = Vec::new();
+    for c in candidates.filter(|c| !c.archived && matches(c)) {
+        total += 1;
+        if !streaming || found.len() < need || found.last().is_some_and(|l| l.updated_ms == c.updated_ms) {
+            found.push(c);
+        }
+    }
     match (sort.0.as_str(), sort.1) {
         ("lastmodifieddate", desc) => {
             found.sort_by_key(|c| c.updated_ms);
