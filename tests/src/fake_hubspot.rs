@@ -824,37 +824,37 @@ impl Filter {
     }
 }
 
-fn parse_groups(body: &Value) -> Result<Vec<Vec<Filter>>, Response> {
+fn parse_groups(body: &Value) -> Result<Vec<Vec<Filter>>, &'static str> {
     let groups = body.get("filterGroups").and_then(Value::as_array).cloned().unwrap_or_default();
     if groups.len() > 5 {
-        return Err(validation("Too many filter groups: the maximum is 5"));
+        return Err("Too many filter groups: the maximum is 5");
     }
     let mut out = Vec::new();
     let mut total = 0;
     for g in groups {
         let filters = g.get("filters").and_then(Value::as_array).cloned().unwrap_or_default();
         if filters.len() > 6 {
-            return Err(validation("Too many filters in a filter group: the maximum is 6"));
+            return Err("Too many filters in a filter group: the maximum is 6");
         }
         total += filters.len();
         let mut parsed = Vec::new();
         for f in filters {
             let text = |k: &str| f.get(k).and_then(Value::as_str).map(String::from);
             let (Some(property), Some(operator)) = (text("propertyName"), text("operator")) else {
-                return Err(validation("Each filter needs propertyName and operator"));
+                return Err("Each filter needs propertyName and operator");
             };
             if !["EQ", "NEQ", "GT", "GTE", "LT", "LTE", "CONTAINS_TOKEN"].contains(&operator.as_str()) {
-                return Err(validation("Unsupported operator"));
+                return Err("Unsupported operator");
             }
             let Some(value) = text("value") else {
-                return Err(validation("Filter values must be strings"));
+                return Err("Filter values must be strings");
             };
             parsed.push(Filter { property, operator, value });
         }
         out.push(parsed);
     }
     if total > 18 {
-        return Err(validation("Too many filters: the maximum is 18"));
+        return Err("Too many filters: the maximum is 18");
     }
     Ok(out)
 }
@@ -867,7 +867,7 @@ fn search(inner: &mut Inner, body: &Value) -> Response {
     }
     let groups = match parse_groups(body) {
         Ok(g) => g,
-        Err(r) => return r,
+        Err(problem) => return validation(problem),
     };
     let sorts = body.get("sorts").and_then(Value::as_array).cloned().unwrap_or_default();
     if sorts.len() > 1 {
