@@ -32,7 +32,9 @@ use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 use tokio_postgres::types::Type;
 
-use super::{Candidate, Connector, ConnectorError, ContactBatch, ContactQuery, ContactRecord, Identifier, LookupCosts, Order, PersonRef};
+use super::{
+    Candidate, Connector, ConnectorError, ContactBatch, ContactQuery, ContactRecord, Identifier, LookupCosts, Order, PersonRef,
+};
 use crate::config::{Config, ConfigError};
 use crate::secrets::Secret;
 use crate::sync::Position;
