@@ -99,6 +99,8 @@ pub struct Config {
     pub zendesk: crate::connectors::zendesk::ZendeskConfig,
     /// `POSTGRES_*`: see [`crate::connectors::postgres::settings`].
     pub postgres: crate::connectors::postgres::PostgresConfig,
+    /// `HUBSPOT_*`: see [`crate::connectors::hubspot::settings`].
+    pub hubspot: crate::connectors::hubspot::HubSpotConfig,
 }
 
 /// [`parse_num`] with an upper bound as well.
@@ -241,6 +243,7 @@ impl Config {
             },
             zendesk: crate::connectors::zendesk::ZendeskConfig::from_lookup(get)?,
             postgres: crate::connectors::postgres::PostgresConfig::from_lookup(get)?,
+            hubspot: crate::connectors::hubspot::HubSpotConfig::from_lookup(get)?,
         })
     }
 

@@ -26,6 +26,18 @@ pub fn to_e164(raw: &str, default_region: Region) -> Option<String> {
     Some(number.format().mode(Mode::E164).to_string())
 }
 
+/// The national significant number of an E.164 number (`+14155550134` → `4155550134`): what systems that
+/// store phones as typed are searched by. `None` when it is not E.164 or has fewer than four digits.
+pub fn national_number(e164: &str) -> Option<String> {
+    let digits = e164.strip_prefix('+')?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let number = phonenumber::parse(None, e164).ok()?;
+    let national = number.national().value().to_string();
+    (national.len() >= 4 && digits.ends_with(&national)).then_some(national)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,5 +71,13 @@ mod tests {
         assert_eq!(to_e164("call me", us()), None);
         assert_eq!(to_e164("12", us()), None);
         assert!(parse_region("XX").is_none());
+    }
+
+    #[test]
+    fn the_national_number_drops_the_country_code() {
+        assert_eq!(national_number("+14155550134").as_deref(), Some("4155550134"));
+        assert_eq!(national_number("+442079460000").as_deref(), Some("2079460000"));
+        assert_eq!(national_number("4155550134"), None);
+        assert_eq!(national_number("+1"), None);
     }
 }

@@ -1,5 +1,6 @@
 //! Shared helpers of the integration tests, the fakes of external systems, and the conformance kit.
 
+pub mod fake_hubspot;
 pub mod fake_zendesk;
 pub mod local;
 pub mod moto;

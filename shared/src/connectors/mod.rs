@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use crate::sync::{Position, SyncKey};
 use crate::talkdesk::{Auth, Contact, Interaction};
 
+pub mod hubspot;
 pub mod postgres;
 pub mod sandbox;
 pub mod zendesk;
@@ -313,16 +314,18 @@ pub enum ConnectorKind {
     Sandbox,
     Zendesk,
     Postgres,
+    HubSpot,
 }
 
 impl ConnectorKind {
-    pub const NAMES: &'static [&'static str] = &["sandbox", "zendesk", "postgres"];
+    pub const NAMES: &'static [&'static str] = &["sandbox", "zendesk", "postgres", "hubspot"];
 
     pub fn parse(name: &str) -> Option<Self> {
         match name.trim().to_ascii_lowercase().as_str() {
             "" | "sandbox" => Some(ConnectorKind::Sandbox),
             "zendesk" => Some(ConnectorKind::Zendesk),
             "postgres" => Some(ConnectorKind::Postgres),
+            "hubspot" => Some(ConnectorKind::HubSpot),
             _ => None,
         }
     }
@@ -334,5 +337,6 @@ pub fn build(config: &crate::Config) -> Result<Arc<dyn Connector>, crate::config
         ConnectorKind::Sandbox => Arc::new(sandbox::Sandbox::from_config(config)?),
         ConnectorKind::Zendesk => Arc::new(zendesk::Zendesk::from_config(config)?),
         ConnectorKind::Postgres => Arc::new(postgres::Postgres::from_config(config)?),
+        ConnectorKind::HubSpot => Arc::new(hubspot::HubSpot::from_config(config)?),
     })
 }

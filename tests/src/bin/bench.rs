@@ -2,7 +2,7 @@
 //! fake Zendesk (and moto_server for SSM) and writes a Markdown report of what users pay for.
 //!
 //! Usage: `bench [--out BENCHMARKS.md] [--bin-dir target/release] [--quick] [--only SECTION]...`, where
-//! SECTION is `cold-init`, `warm`, `screen-pop`, `full-sync`, `load` or `postgres`. With `--only`, the
+//! SECTION is `cold-init`, `warm`, `screen-pop`, `full-sync`, `load`, `postgres` or `hubspot`. With `--only`, the
 //! report is printed and written only when `--out` is given (so a partial run never replaces BENCHMARKS.md).
 //! Figures only: nothing here asserts a timing. `--only postgres` runs the PostgreSQL section alone (a
 //! throwaway server, see `bridge_tests::postgres`); with a debug build: `cargo build -p contacts -p
@@ -31,7 +31,7 @@ struct Args {
 }
 
 /// The report's sections, in order.
-const SECTIONS: &[&str] = &["cold-init", "warm", "screen-pop", "full-sync", "load", "postgres"];
+const SECTIONS: &[&str] = &["cold-init", "warm", "screen-pop", "full-sync", "load", "postgres", "hubspot"];
 
 impl Args {
     fn runs(&self, section: &str) -> bool {
@@ -1054,7 +1054,7 @@ async fn main() {
     if a.runs("screen-pop") {
         needed.push("interactions");
     }
-    if a.runs("postgres") {
+    if a.runs("postgres") || a.runs("hubspot") {
         needed.extend(["contacts", "interactions"]);
     }
     for bin in needed {
@@ -1093,6 +1093,9 @@ async fn main() {
     }
     if a.runs("postgres") {
         postgres(&a, &mut r, &mut rss).await;
+    }
+    if a.runs("hubspot") {
+        hubspot(&a, &mut r, &mut rss).await;
     }
     if !a.only.is_empty() {
         for (what, kib) in &rss {
@@ -1139,6 +1142,196 @@ async fn main() {
     }
     r.line("");
     write_report(&a, &mut r);
+}
+
+/// The HubSpot connector: a full sync through the real `contacts` binary against the fake HubSpot with
+/// HubSpot's limits (5 searches a second, a tie of a tenth of the contacts in one millisecond), and
+/// screen-pops through the real `interactions` binary at 100 ms upstream latency.
+async fn hubspot(a: &Args, r: &mut Report, rss: &mut Vec<(String, u64)>) {
+    use bridge_tests::fake_hubspot::{self as hs, FakeHubSpot};
+
+    let contacts = if a.quick { 10_000 } else { 100_000 };
+    let tie = contacts / 10;
+    r.line(format!("## HubSpot: full sync of {contacts} contacts and screen-pops"));
+    r.line("");
+    let gen_started = Instant::now();
+    let data = hs::generate(hs::Generate {
+        contacts,
+        tie,
+        seed: 5,
+        latest_ms: (chrono::Utc::now().timestamp() - 7_200) * 1000,
+    });
+    eprintln!(
+        "generated {contacts} HubSpot contacts in {:.1} s",
+        gen_started.elapsed().as_secs_f64()
+    );
+    let fake = match FakeHubSpot::start(data).await {
+        Ok(f) => f,
+        Err(e) => {
+            r.line(format!("failed to start the fake: {e}"));
+            return;
+        }
+    };
+    let live = fake.with_data(|d| d.live().count());
+    let mut env: Vec<(String, String)> = hs::app_pairs(&fake.base_url());
+    env.push(("BRIDGE_ALLOW_UNAUTHENTICATED".into(), "true".into()));
+    env.push(("AWS_LAMBDA_FUNCTION_TIMEOUT".into(), "29".into()));
+    let f = match Function::start(&a.bin_dir.join("contacts"), "contacts", &env).await {
+        Ok(f) => f,
+        Err(e) => {
+            r.line(format!("failed to start: {e}"));
+            return;
+        }
+    };
+    let started = Instant::now();
+    let (mut got, mut pages, mut empty, mut errors, mut completed) = (0usize, 0usize, 0usize, 0usize, false);
+    let mut offset: Option<String> = None;
+    // A synchroniser that never retries: the first non-200 page ends the sync.
+    loop {
+        pages += 1;
+        let body = json!({"auth": hs::auth_json(), "meta": {"offset": offset}});
+        match f.call("/contacts", &body).await {
+            Ok((200, body, _)) => {
+                let v: Value = serde_json::from_str(&body).unwrap_or_default();
+                let n = v["contacts"].as_array().map_or(0, Vec::len);
+                got += n;
+                match v["next_offset"].as_str() {
+                    Some(o) => {
+                        empty += usize::from(n == 0);
+                        offset = Some(o.to_string());
+                    }
+                    None => {
+                        completed = true;
+                        break;
+                    }
+                }
+            }
+            other => {
+                errors += 1;
+                eprintln!("hubspot full sync: {other:?}");
+                break;
+            }
+        }
+    }
+    let wall = started.elapsed();
+    let requests = fake.requests();
+    let searches = requests.iter().filter(|q| q.path.ends_with("/search")).count();
+    let drains = requests
+        .iter()
+        .filter(|q| q.path.ends_with("/search") && q.body["sorts"][0]["propertyName"] == "hs_object_id")
+        .count();
+    let hits = fake.limit_hits().len();
+    if let Some(kib) = f.peak_rss_kib() {
+        rss.push((format!("contacts (HubSpot full sync of {contacts})"), kib));
+    }
+    drop(f);
+    let per_k = |n: usize| format!("{:.2}", 1000.0 * n as f64 / got.max(1) as f64);
+    r.line(format!(
+        "The fake holds {contacts} contacts (about 2 % archived or merged away), {tie} of them sharing one millisecond; HubSpot's limits apply (5 searches a second, 190 other requests per rolling 10 s, the 10,000-result cap). The synchroniser never retries. Defaults throughout (`BRIDGE_PAGE_SIZE` 1000)."
+    ));
+    r.line("");
+    r.line("| figure | value |");
+    r.line("|---|---:|");
+    r.line(format!("| live contacts (to sync) | {live} |"));
+    r.line(format!("| contacts returned | {got} |"));
+    r.line(format!(
+        "| sync completed without a retry | {} |",
+        if completed { "yes" } else { "no" }
+    ));
+    r.line(format!("| error responses | {errors} |"));
+    r.line(format!("| Talkdesk round trips (of them empty pages) | {pages} ({empty}) |"));
+    r.line(format!("| search requests (of them tie drains by id) | {searches} ({drains}) |"));
+    r.line(format!(
+        "| **search requests per 1000 contacts** (goal ≤ 5.5) | **{}** |",
+        per_k(searches)
+    ));
+    r.line(format!(
+        "| upstream requests in all per 1000 contacts | {} |",
+        per_k(requests.len())
+    ));
+    r.line(format!("| answers of 429 | {hits} |"));
+    r.line(format!("| wall time | {:.2} s |", wall.as_secs_f64()));
+    let floor = searches as f64 / 5.0;
+    r.line(format!("| floor the search limit sets ({searches} ÷ 5 per s) | {floor:.1} s |"));
+    r.line("");
+
+    // Screen-pops at 100 ms upstream latency.
+    let reps = if a.quick { 3 } else { 9 };
+    let pop = hs::generate(hs::Generate {
+        contacts: 50,
+        tie: 0,
+        seed: 9,
+        latest_ms: (chrono::Utc::now().timestamp() - 7_200) * 1000,
+    });
+    let (target, email) = pop
+        .live()
+        .find(|c| pop.ticket_links.contains_key(&c.id) && pop.call_links.contains_key(&c.id))
+        .map(|c| (c.id, c.props.get("email").cloned().unwrap_or_default()))
+        .unwrap_or_default();
+    let fake = match FakeHubSpot::start(pop).await {
+        Ok(f) => f,
+        Err(e) => {
+            r.line(format!("failed to start the fake: {e}"));
+            return;
+        }
+    };
+    fake.set_latency(POP_LATENCY);
+    let mut env: Vec<(String, String)> = hs::app_pairs(&fake.base_url());
+    env.push(("BRIDGE_ALLOW_UNAUTHENTICATED".into(), "true".into()));
+    let f = match Function::start(&a.bin_dir.join("interactions"), "interactions", &env).await {
+        Ok(f) => f,
+        Err(e) => {
+            r.line(format!("failed to start: {e}"));
+            return;
+        }
+    };
+    let body = |data: Value| json!({"auth": hs::auth_json(), "meta": {"interaction_types": ["ticket", "call"]}, "data": data});
+    let cases = [
+        (
+            "by external id, cold (account details and pipelines read)",
+            body(json!({"contact_external_id": target.to_string()})),
+            1,
+        ),
+        ("by external id", body(json!({"contact_external_id": target.to_string()})), reps),
+        ("by email", body(json!({"contact_emails": [email]})), reps),
+    ];
+    r.line(format!(
+        "Screen-pops through the real `interactions` binary, {:.0} ms upstream latency, tickets and calls (median of the repetitions).",
+        ms(POP_LATENCY)
+    ));
+    r.line("");
+    r.line("| lookup | repetitions | interactions found | upstream requests | median latency (ms) | ratio to latency |");
+    r.line("|---|---:|---:|---:|---:|---:|");
+    for (what, b, n) in &cases {
+        let (mut lat, mut found, mut upstream, mut errors) = (vec![], 0, 0, 0);
+        for _ in 0..*n {
+            fake.clear_requests();
+            match f.call("/interactions", b).await {
+                Ok((200, out, took)) => {
+                    lat.push(ms(took));
+                    found = serde_json::from_str::<Value>(&out)
+                        .ok()
+                        .and_then(|v| v.as_array().map(Vec::len))
+                        .unwrap_or(0);
+                    upstream = fake.requests().len();
+                }
+                other => {
+                    errors += 1;
+                    eprintln!("hubspot screen-pop: {other:?}");
+                }
+            }
+        }
+        let m = median(lat);
+        let errors = if errors > 0 { format!(" ({errors} errors)") } else { String::new() };
+        r.line(format!(
+            "| {what}{errors} | {n} | {found} | {upstream} | {m:.1} | {:.2}× |",
+            m / ms(POP_LATENCY)
+        ));
+    }
+    r.line("");
+    if let Some(kib) = f.peak_rss_kib() {
+        rss.push(("interactions (HubSpot screen-pop)".into(), kib));
+    }
 }
 
 fn write_report(a: &Args, r: &mut Report) {

@@ -1,0 +1,464 @@
+//! HubSpot CRM: contacts from the CRM search endpoint ordered by modification date, interactions (tickets
+//! and calls) from a contact's associations.
+//!
+//! - [`credentials`]: the `auth` fields (`access_token`, optional `portal_id`), checked before any request.
+//! - [`settings`]: `HUBSPOT_*` deployment settings.
+//! - [`client`]: the HTTP client, status mapping, rate-limit headers and the daily limit.
+//! - [`mapping`]: HubSpot JSON and search bodies, to Talkdesk contacts and interactions (pure).
+//!
+//! **Contact sync.** `POST /crm/v3/objects/contacts/search`, filtered on `lastmodifieddate` from the engine's
+//! resume instant (inclusive, `GTE`, rounded up to HubSpot's milliseconds) to the run's frozen bound
+//! (`LTE`), sorted ascending on `lastmodifieddate` (HubSpot allows one sort rule), 200 results per request
+//! (HubSpot's most). The connector declares [`Order::UpdatedAt`]: records sharing a millisecond come in any
+//! id order, so the engine holds back the last millisecond of every upstream page and asks again from it,
+//! and drains a millisecond shared by more than one page with [`ContactQuery::only_at`] requests, which
+//! become `lastmodifieddate EQ t AND hs_object_id GT last id`, sorted by `hs_object_id` (a unique key, so
+//! the drain is exact).
+//!
+//! **The 10,000-result cap.** HubSpot stops any one query at 10,000 results (a 400 past them). Every request
+//! this connector sends is the *first* page of a fresh query, starting from the position the engine gives
+//! (never HubSpot's `after` paging token): a query never gets near 10,000 results, whatever the size of the
+//! account or of a tie, and the restart "from the last timestamp seen" is the engine's hold-back, the same
+//! rule for every connector ordered by instant. The cost is the same as paging (one request per 200
+//! contacts, plus one per held-back millisecond's re-read) and no cursor can go stale.
+//!
+//! **Archived and merged contacts.** Search never returns archived contacts ("Archived CRM objects won't
+//! appear in any search results"), and an archived one in an answer is dropped anyway. A merge archives the
+//! secondary contact and updates the primary (its modification date moves), so the primary is synced again
+//! with the merged emails in `hs_additional_emails`; the secondary's id is no longer synced (Talkdesk's
+//! protocol has no deletions) and a lookup by its email finds the primary.
+//!
+//! **Interaction lookup** (scheduled by `crate::lookup`): a contact's id is its external id (digits, no
+//! request); an email or phone is one search OR-ing two filter groups (email: `email EQ` or
+//! `hs_additional_emails CONTAINS_TOKEN`; phone: HubSpot's calculated phone and mobile search properties, by
+//! national number), whose candidates show every email and phone (complete). Interactions are one v4
+//! association batch read per type (`contacts` → `tickets`, `calls`), then one object batch read per type
+//! for the newest [`MAX_PER_TYPE`] ids, never one request per object; ticket status comes from the pipeline
+//! stages' `ticketState`, read once per token and cached for [`CACHE_TTL`]. A type the token's scopes do
+//! not allow (403) is left out, logged; only when every asked type is refused is the lookup refused. The
+//! account's portal id, UI host and time zone come from `GET /account-info/v3/details`, read once per token
+//! and cached for [`CACHE_TTL`] (for record URLs and the daily limit's reset).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use serde_json::{json, Value};
+
+use super::{Candidate, Connector, ConnectorError, ContactBatch, ContactQuery, ContactRecord, Identifier, LookupCosts, Order, PersonRef};
+use crate::config::{Config, ConfigError};
+use crate::sync::position::micros;
+use crate::sync::Budget;
+use crate::talkdesk::{Auth, Interaction};
+
+pub mod client;
+pub mod credentials;
+pub mod mapping;
+pub mod settings;
+
+use client::{Call, HubSpotHttp, Op, Patience, SYSTEM};
+pub use credentials::Credentials;
+use mapping::{AccountDetails, AssociationBatch, BatchRead, Object, Pipelines, Portal, SearchPage, StageStates};
+pub use settings::HubSpotConfig;
+
+/// HubSpot's largest search page.
+pub const MAX_SEARCH_PAGE: usize = 200;
+/// Each run stops this long before it starts: "it may take a few moments for newly created or updated CRM
+/// objects to appear in search results" (HubSpot does not say how long; two minutes is a margin).
+pub const INDEXING_LAG: Duration = Duration::from_secs(120);
+/// How long account details and ticket stages are reused per token.
+pub const CACHE_TTL: Duration = Duration::from_secs(3600);
+/// Tokens remembered at most per cache; a cache is emptied when it would grow beyond.
+const CACHE_MAX: usize = 10_000;
+/// Interactions read per type and person: one batch read (HubSpot's batch limit is 100 inputs).
+pub const MAX_PER_TYPE: usize = 100;
+/// Requests one lookup call may send for one request: the request and one repeat after a short 429.
+const ATTEMPTS_PER_REQUEST: usize = 2;
+
+const TYPES: &[&str] = &["ticket", "call"];
+
+/// The HubSpot object type and its batch-read properties, for an interaction type.
+fn object_type(kind: &str) -> Option<(&'static str, &'static [&'static str])> {
+    match kind {
+        "ticket" => Some(("tickets", mapping::TICKET_PROPERTIES)),
+        "call" => Some(("calls", mapping::CALL_PROPERTIES)),
+        _ => None,
+    }
+}
+
+struct Cached<T> {
+    entries: HashMap<String, (T, Instant)>,
+}
+
+impl<T: Clone> Cached<T> {
+    fn new() -> Self {
+        Cached { entries: HashMap::new() }
+    }
+
+    fn get(&self, key: &str) -> Option<T> {
+        self.entries
+            .get(key)
+            .filter(|(_, at)| at.elapsed() < CACHE_TTL)
+            .map(|(v, _)| v.clone())
+    }
+
+    fn put(&mut self, key: &str, value: T) {
+        if self.entries.len() >= CACHE_MAX && !self.entries.contains_key(key) {
+            self.entries.clear();
+        }
+        self.entries.insert(key.to_string(), (value, Instant::now()));
+    }
+}
+
+/// The HubSpot connector.
+pub struct HubSpot {
+    http: HubSpotHttp,
+    settings: HubSpotConfig,
+    portals: Mutex<Cached<Portal>>,
+    stages: Mutex<Cached<std::sync::Arc<StageStates>>>,
+}
+
+impl HubSpot {
+    /// Builds the connector and its HTTP client (once per container).
+    pub fn new(settings: HubSpotConfig) -> Result<Self, ConfigError> {
+        let http = HubSpotHttp::new(settings.connect_timeout, settings.request_timeout, settings.base().to_string()).map_err(|_| {
+            ConfigError::Invalid {
+                name: "HUBSPOT_TIMEOUT_MS",
+                problem: "the HTTP client for HubSpot could not be built".into(),
+            }
+        })?;
+        Ok(HubSpot {
+            http,
+            settings,
+            portals: Mutex::new(Cached::new()),
+            stages: Mutex::new(Cached::new()),
+        })
+    }
+
+    pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
+        HubSpot::new(config.hubspot.clone())
+    }
+
+    fn photo(&self) -> Option<&str> {
+        self.settings.photo_property.as_deref()
+    }
+
+    /// The account's time zone offset, when its details were read.
+    fn utc_offset(&self, creds: &Credentials) -> Option<i64> {
+        let portals = self.portals.lock().unwrap_or_else(|p| p.into_inner());
+        portals.get(creds.token_key()).and_then(|p| p.utc_offset_ms)
+    }
+
+    async fn send<T: serde::de::DeserializeOwned>(
+        &self,
+        creds: &Credentials,
+        call: Call<'_>,
+        op: Op,
+        patience: Patience<'_>,
+    ) -> Result<(Option<T>, Option<super::Quota>), ConnectorError> {
+        self.http.send(creds, call, op, patience, self.utc_offset(creds)).await
+    }
+
+    /// The account the token belongs to: read once per token, then cached. Checks `auth.portal_id`.
+    async fn portal(&self, creds: &Credentials, budget: &dyn Budget) -> Result<Portal, ConnectorError> {
+        let cached = self.portals.lock().unwrap_or_else(|p| p.into_inner()).get(creds.token_key());
+        let portal = match cached {
+            Some(p) => p,
+            None => {
+                let (details, _) = self
+                    .send::<AccountDetails>(
+                        creds,
+                        Call::Get("/account-info/v3/details"),
+                        Op::AccountInfo,
+                        Patience::Brief(budget),
+                    )
+                    .await?;
+                let details = details.ok_or_else(|| ConnectorError::BadGateway {
+                    message: "HubSpot answered 404 to the account details".into(),
+                })?;
+                let portal = Portal::from_details(&details);
+                tracing::info!(portal_id = portal.id, time_zone = ?details.time_zone, "hubspot account details read");
+                self.portals
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .put(creds.token_key(), portal.clone());
+                portal
+            }
+        };
+        match creds.portal_id() {
+            Some(named) if named != portal.id => Err(ConnectorError::InvalidAuth {
+                field: "portal_id",
+                problem: "is not the HubSpot account the access token belongs to".into(),
+            }),
+            _ => Ok(portal),
+        }
+    }
+
+    /// Ticket stages and whether each is closed: read once per token, then cached.
+    async fn stage_states(&self, creds: &Credentials, budget: &dyn Budget) -> Result<std::sync::Arc<StageStates>, ConnectorError> {
+        if let Some(s) = self.stages.lock().unwrap_or_else(|p| p.into_inner()).get(creds.token_key()) {
+            return Ok(s);
+        }
+        let (pipelines, _) = self
+            .send::<Pipelines>(
+                creds,
+                Call::Get("/crm/v3/pipelines/tickets"),
+                Op::Pipelines,
+                Patience::Brief(budget),
+            )
+            .await?;
+        let states = std::sync::Arc::new(pipelines.map(|p| p.stage_states()).unwrap_or_default());
+        self.stages
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .put(creds.token_key(), states.clone());
+        Ok(states)
+    }
+
+    /// The newest associated objects of one type (at most [`MAX_PER_TYPE`]), read in one batch.
+    async fn associated(
+        &self,
+        creds: &Credentials,
+        contact_id: u64,
+        object_type: &str,
+        properties: &[&str],
+        limit: usize,
+        budget: &dyn Budget,
+    ) -> Result<Vec<Object>, ConnectorError> {
+        let path = format!("/crm/v4/associations/contacts/{object_type}/batch/read");
+        let body = json!({"inputs": [{"id": contact_id.to_string()}]});
+        let (found, _) = self
+            .send::<AssociationBatch>(creds, Call::Post(&path, &body), Op::Associations, Patience::Brief(budget))
+            .await?;
+        let (mut ids, more) = found.map(|f| f.ids_of(&contact_id.to_string())).unwrap_or_default();
+        if more {
+            tracing::info!(
+                object_type,
+                "contact has more associations than one page; reading the newest ids of the first page"
+            );
+        }
+        ids.truncate(limit.clamp(1, MAX_PER_TYPE));
+        if ids.is_empty() {
+            return Ok(vec![]);
+        }
+        let path = format!("/crm/v3/objects/{object_type}/batch/read");
+        let inputs: Vec<Value> = ids.iter().map(|id| json!({"id": id})).collect();
+        let body = json!({"properties": properties, "inputs": inputs});
+        let (read, _) = self
+            .send::<BatchRead>(creds, Call::Post(&path, &body), Op::BatchRead, Patience::Brief(budget))
+            .await?;
+        Ok(read
+            .map(|r| r.results)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|o| !o.archived)
+            .collect())
+    }
+}
+
+#[async_trait]
+impl Connector for HubSpot {
+    fn name(&self) -> &'static str {
+        "hubspot"
+    }
+
+    fn interaction_types(&self) -> &[&'static str] {
+        TYPES
+    }
+
+    fn max_page_size(&self) -> usize {
+        MAX_SEARCH_PAGE
+    }
+
+    fn order(&self) -> Order {
+        Order::UpdatedAt
+    }
+
+    fn indexing_lag(&self) -> Duration {
+        INDEXING_LAG
+    }
+
+    fn credential_fields(&self) -> &'static [super::CredentialField] {
+        credentials::FIELDS
+    }
+
+    fn account(&self, auth: &Auth) -> Result<String, ConnectorError> {
+        Ok(Credentials::from_auth(auth)?.account())
+    }
+
+    async fn contacts(&self, auth: &Auth, query: &ContactQuery<'_>) -> Result<ContactBatch, ConnectorError> {
+        let creds = Credentials::from_auth(auth)?;
+        let portal = self.portal(&creds, query.budget).await?;
+        let limit = query.limit.clamp(1, MAX_SEARCH_PAGE);
+        let body = match query.only_at {
+            Some(at) => {
+                let at_us = micros(at);
+                let after_id = query
+                    .after
+                    .filter(|p| p.ts == at_us)
+                    .and_then(|p| p.id.as_deref())
+                    .and_then(mapping::object_id);
+                mapping::tie_search(mapping::ms_floor(at_us), after_id, limit, self.photo())
+            }
+            None => mapping::sync_search(
+                query.after.map(|p| mapping::ms_ceil(p.ts)),
+                mapping::ms_floor(micros(query.until)),
+                limit,
+                self.photo(),
+            ),
+        };
+        // The engine paces the search under HubSpot's per-second limit: a 429 goes back to it at once.
+        let (page, quota) = self
+            .send::<SearchPage>(
+                &creds,
+                Call::Post("/crm/v3/objects/contacts/search", &body),
+                Op::ContactSearch,
+                Patience::Caller(query.budget),
+            )
+            .await?;
+        let page = page.ok_or_else(|| ConnectorError::BadGateway {
+            message: "HubSpot answered 404 to the contact search".into(),
+        })?;
+        let mut archived = 0usize;
+        let mut records = Vec::with_capacity(page.results.len());
+        for o in &page.results {
+            if o.archived {
+                archived += 1;
+                continue;
+            }
+            let updated_at = mapping::contact_modified(o).ok_or_else(|| ConnectorError::BadGateway {
+                message: "HubSpot returned a contact without `lastmodifieddate`".into(),
+            })?;
+            records.push(ContactRecord {
+                updated_at,
+                contact: mapping::contact(o, Some(&portal), self.photo()),
+            });
+        }
+        if archived > 0 {
+            tracing::info!(count = archived, "hubspot archived contacts not synced");
+        }
+        Ok(ContactBatch {
+            records,
+            next_cursor: None,
+            done: !page.has_more(),
+            quota,
+        })
+    }
+
+    fn display_name(&self) -> &'static str {
+        SYSTEM
+    }
+
+    fn person_by_external_id(&self, external_id: &str) -> Option<PersonRef> {
+        mapping::object_id(external_id).map(|id| PersonRef(id.to_string()))
+    }
+
+    fn lookup_costs(&self, _limit: usize) -> LookupCosts {
+        // A fetch: the account details and the ticket stages (each when not cached), then per type one
+        // association read and one batch read.
+        LookupCosts {
+            search: ATTEMPTS_PER_REQUEST,
+            identifiers: ATTEMPTS_PER_REQUEST,
+            fetch: ATTEMPTS_PER_REQUEST * (2 + 2 * TYPES.len()),
+        }
+    }
+
+    async fn find_people(&self, auth: &Auth, identifier: &Identifier, budget: &dyn Budget) -> Result<Vec<Candidate>, ConnectorError> {
+        let creds = Credentials::from_auth(auth)?;
+        let body = match identifier {
+            Identifier::Email(e) => mapping::person_search(Some(e.as_str()), None, None),
+            Identifier::Phone(p) => match crate::phone::national_number(p) {
+                Some(digits) => mapping::person_search(None, Some(digits.as_str()), None),
+                None => return Ok(vec![]),
+            },
+        };
+        let Some(body) = body else { return Ok(vec![]) };
+        let (page, _) = self
+            .send::<SearchPage>(
+                &creds,
+                Call::Post("/crm/v3/objects/contacts/search", &body),
+                Op::PersonSearch,
+                Patience::Brief(budget),
+            )
+            .await?;
+        Ok(page
+            .map(|p| p.results)
+            .unwrap_or_default()
+            .iter()
+            .filter(|o| !o.archived)
+            .map(|o| Candidate {
+                person: PersonRef(o.id.clone()),
+                emails: mapping::emails_of(o),
+                phones: mapping::phones_of(o),
+                complete: true,
+            })
+            .collect())
+    }
+
+    async fn identifiers_of(&self, auth: &Auth, person: &PersonRef, budget: &dyn Budget) -> Result<Candidate, ConnectorError> {
+        let creds = Credentials::from_auth(auth)?;
+        let mut candidate = Candidate {
+            person: person.clone(),
+            complete: true,
+            ..Candidate::default()
+        };
+        let Some(id) = mapping::object_id(&person.0) else {
+            return Ok(candidate);
+        };
+        let path = format!("/crm/v3/objects/contacts/{id}?properties=email,hs_additional_emails,phone,mobilephone");
+        let (found, _) = self
+            .send::<Object>(&creds, Call::Get(&path), Op::ContactRead, Patience::Brief(budget))
+            .await?;
+        if let Some(o) = found.filter(|o| !o.archived) {
+            candidate.emails = mapping::emails_of(&o);
+            candidate.phones = mapping::phones_of(&o);
+        }
+        Ok(candidate)
+    }
+
+    async fn interactions_of(
+        &self,
+        auth: &Auth,
+        person: &PersonRef,
+        types: &[String],
+        limit: usize,
+        budget: &dyn Budget,
+    ) -> Result<Option<Vec<Interaction>>, ConnectorError> {
+        let creds = Credentials::from_auth(auth)?;
+        let Some(contact_id) = mapping::object_id(&person.0) else {
+            return Ok(None);
+        };
+        let portal = self.portal(&creds, budget).await?;
+        let mut out = Vec::new();
+        let mut refused: Option<ConnectorError> = None;
+        let mut allowed = 0usize;
+        for kind in types {
+            let Some((object_type, properties)) = object_type(kind) else {
+                continue;
+            };
+            let objects = match self.associated(&creds, contact_id, object_type, properties, limit, budget).await {
+                Ok(o) => o,
+                Err(e @ ConnectorError::Forbidden { .. }) => {
+                    tracing::warn!(object_type, "the token may not read these interactions; leaving them out");
+                    refused = Some(e);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            allowed += 1;
+            match kind.as_str() {
+                "ticket" if !objects.is_empty() => {
+                    let stages = self.stage_states(&creds, budget).await?;
+                    out.extend(objects.iter().filter_map(|o| mapping::ticket(o, &stages, &portal)));
+                }
+                "call" => out.extend(objects.iter().filter_map(|o| mapping::call(o, &portal))),
+                _ => {}
+            }
+        }
+        match refused {
+            Some(e) if allowed == 0 => Err(e),
+            _ => Ok(Some(out)),
+        }
+    }
+}

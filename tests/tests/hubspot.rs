@@ -1,0 +1,647 @@
+//! The HubSpot connector end to end: `bridge::App` on `BRIDGE_CONNECTOR=hubspot` against the fake HubSpot
+//! (`bridge_tests::fake_hubspot`), one behaviour per test. The randomized full + incremental sync (ties,
+//! changes between pages, 429s, restarts) is `hubspot_sync_property.rs`.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bridge::error::ApiResponse;
+use bridge::sync::budget::Unlimited;
+use bridge::App;
+use bridge_tests::fake_hubspot::{
+    self, auth_json, generate, hubspot_error, rate_limited, FakeContact, FakeData, FakeHubSpot, FakeObject, Fault, Generate, LimitHit,
+    Limits, ACCESS_TOKEN, PORTAL_ID,
+};
+use chrono::{DateTime, TimeZone, Utc};
+use serde_json::{json, Value};
+
+/// The bridge's "now" in these tests; the fake's data is older than the run bound (now - 2 min).
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 12, 1, 12, 0, 0).unwrap()
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn no_limits() -> Limits {
+    Limits {
+        search_per_second: None,
+        per_ten_seconds: None,
+        daily: None,
+    }
+}
+
+async fn start(data: FakeData) -> FakeHubSpot {
+    let fake = FakeHubSpot::start(data).await.unwrap();
+    fake.set_limits(no_limits());
+    fake
+}
+
+fn app(fake: &FakeHubSpot) -> App {
+    fake_hubspot::app_on(fake, &[])
+}
+
+fn json_of(r: &ApiResponse) -> Value {
+    serde_json::from_str(&r.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", r.body))
+}
+
+async fn contacts_page(app: &App, auth: &Value, checkpoint: Option<&str>, offset: Option<&str>) -> ApiResponse {
+    let body = json!({"auth": auth, "meta": {"synchronization_checkpoint": checkpoint, "offset": offset}});
+    app.contacts(body.to_string().as_bytes(), &Unlimited, now()).await
+}
+
+/// A whole sync run: every page until no `next_offset`. Returns the contacts and the final checkpoint.
+async fn sync(app: &App, checkpoint: Option<&str>) -> (Vec<Value>, String) {
+    let auth = auth_json();
+    let mut offset: Option<String> = None;
+    let mut contacts = Vec::new();
+    for _ in 0..10_000 {
+        let r = contacts_page(app, &auth, checkpoint, offset.as_deref()).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let v = json_of(&r);
+        contacts.extend(v["contacts"].as_array().cloned().unwrap_or_default());
+        match v["next_offset"].as_str() {
+            Some(o) => offset = Some(o.to_string()),
+            None => return (contacts, v["synchronization_checkpoint"].as_str().unwrap_or_default().to_string()),
+        }
+    }
+    panic!("the sync never ended")
+}
+
+fn ids(contacts: &[Value]) -> Vec<String> {
+    contacts.iter().map(|c| c["id"].as_str().unwrap_or_default().to_string()).collect()
+}
+
+fn contact(id: u64, at: i64) -> FakeContact {
+    FakeContact::new(id, &format!("First{id}"), "Last", at)
+}
+
+fn data_of(contacts: Vec<FakeContact>) -> FakeData {
+    let mut d = FakeData::default();
+    d.default_pipelines();
+    for c in contacts {
+        d.add_contact(c);
+    }
+    d
+}
+
+fn searches(fake: &FakeHubSpot) -> Vec<Value> {
+    fake.requests_to("/crm/v3/objects/contacts/search")
+        .into_iter()
+        .map(|r| r.body)
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Credentials
+
+#[tokio::test]
+async fn the_access_token_is_sent_as_a_bearer_token_to_the_configured_host_only() {
+    let fake = start(data_of(vec![contact(1, ms(now()) - 3_600_000)])).await;
+    let app = app(&fake);
+    let (got, _) = sync(&app, None).await;
+    assert_eq!(ids(&got), vec!["1"]);
+    let requests = fake.requests();
+    assert!(!requests.is_empty());
+    for r in &requests {
+        assert_eq!(
+            r.authorization.as_deref(),
+            Some(format!("Bearer {ACCESS_TOKEN}").as_str()),
+            "{}",
+            r.path
+        );
+    }
+    let paths: HashSet<&str> = requests.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        HashSet::from(["/account-info/v3/details", "/crm/v3/objects/contacts/search"])
+    );
+}
+
+#[tokio::test]
+async fn missing_or_wrong_credentials_are_clear_errors_and_never_echo_the_token() {
+    let fake = start(data_of(vec![contact(1, ms(now()) - 3_600_000)])).await;
+    let app = app(&fake);
+    let r = contacts_page(&app, &json!({}), None, None).await;
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("access_token"), "{}", r.body);
+    assert!(fake.requests().is_empty(), "nothing is sent without a token");
+
+    let r = contacts_page(&app, &json!({"access_token": "pat-na1-WRONG-SECRET"}), None, None).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert_eq!(json_of(&r)["error"]["code"], "upstream_unauthorized");
+    assert!(
+        !r.body.contains("WRONG-SECRET") && !r.body.contains("Authentication credentials"),
+        "{}",
+        r.body
+    );
+
+    // A portal id that is not the token's account is refused before any search.
+    fake.clear_requests();
+    let r = contacts_page(&app, &json!({"access_token": ACCESS_TOKEN, "portal_id": "999"}), None, None).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("portal_id"), "{}", r.body);
+    assert!(fake.requests_to("/crm").is_empty());
+}
+
+#[tokio::test]
+async fn a_missing_scope_is_a_403_that_names_the_scope() {
+    let fake = start(data_of(vec![contact(1, ms(now()) - 3_600_000)])).await;
+    let app = app(&fake);
+    fake.fail_next_on(
+        "/crm/v3/objects/contacts/search",
+        1,
+        hubspot_error(
+            403,
+            "MISSING_SCOPES",
+            "This app hasn't been granted all required scopes to make this call.",
+        ),
+    );
+    let r = contacts_page(&app, &auth_json(), None, None).await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.contains("crm.objects.contacts.read"), "{}", r.body);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Contact sync
+
+#[tokio::test]
+async fn contacts_map_every_documented_property_with_a_link_to_the_record() {
+    let c = contact(512, ms(now()) - 3_600_000)
+        .with("company", "Analytical Engines")
+        .with("jobtitle", "Engineer")
+        .with("email", "ada@example.com")
+        .with("hs_additional_emails", "ada@work.example")
+        .with("phone", "+1 415 555 0100")
+        .with("mobilephone", "+44 20 7946 0000")
+        .with("address", "12 Main St")
+        .with("city", "Springfield")
+        .with("zip", "12345")
+        .with("country", "United States")
+        .with("website", "https://ada.example")
+        .with("twitterhandle", "@ada")
+        .with("photo", "https://cdn.example/ada.png");
+    let fake = start(data_of(vec![c])).await;
+    let app = fake_hubspot::app_on(&fake, &[("HUBSPOT_PHOTO_PROPERTY", "photo")]);
+    let (got, _) = sync(&app, None).await;
+    assert_eq!(
+        got,
+        vec![json!({
+            "id": "512", "name": "First512 Last", "company": "Analytical Engines", "title": "Engineer",
+            "emails": ["ada@example.com", "ada@work.example"], "phones": ["+1 415 555 0100", "+44 20 7946 0000"],
+            "photo_url": "https://cdn.example/ada.png", "address": "12 Main St, Springfield, 12345, United States",
+            "websites": ["https://ada.example"], "twitter": "ada",
+            "url": format!("https://app.hubspot.com/contacts/{PORTAL_ID}/record/0-1/512")
+        })]
+    );
+    let body = &searches(&fake)[0];
+    let asked: Vec<&str> = body["properties"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert!(asked.contains(&"photo") && asked.contains(&"twitterhandle") && asked.contains(&"hs_additional_emails"));
+}
+
+#[tokio::test]
+async fn searches_filter_the_modification_date_up_to_the_run_bound_sorted_ascending_200_at_a_time() {
+    let base = ms(now()) - 86_400_000;
+    let fake = start(data_of((1..=450).map(|i| contact(i, base + i as i64 * 1000)).collect())).await;
+    let app = app(&fake);
+    let (got, checkpoint) = sync(&app, None).await;
+    assert_eq!(ids(&got), (1..=450).map(|i| i.to_string()).collect::<Vec<_>>());
+    let bodies = searches(&fake);
+    let until = (ms(now()) - 120_000).to_string();
+    for b in &bodies {
+        assert_eq!(b["limit"], 200);
+        assert_eq!(b["sorts"], json!([{"propertyName": "lastmodifieddate", "direction": "ASCENDING"}]));
+        assert!(b.get("after").is_none(), "every search is the first page of a fresh query: {b}");
+        let filters = b["filterGroups"][0]["filters"].as_array().unwrap();
+        assert!(
+            filters.contains(&json!({"propertyName": "lastmodifieddate", "operator": "LTE", "value": until})),
+            "{b}"
+        );
+    }
+    assert!(
+        bodies[0]["filterGroups"][0]["filters"].as_array().unwrap().len() == 1,
+        "a full sync has no lower bound"
+    );
+    // The second search starts at the first page's last instant, inclusive.
+    assert_eq!(
+        bodies[1]["filterGroups"][0]["filters"][0],
+        json!({"propertyName": "lastmodifieddate", "operator": "GTE", "value": (base + 200_000).to_string()})
+    );
+    assert_eq!(bodies.len(), 3, "450 contacts: three searches");
+
+    // Incremental: nothing changed, one search from just after the run bound.
+    fake.clear_requests();
+    let (again, _) = sync(&app, Some(&checkpoint)).await;
+    assert!(again.is_empty());
+    let b = &searches(&fake)[0];
+    assert_eq!(b["filterGroups"][0]["filters"][0]["operator"], "GTE");
+    assert_eq!(
+        b["filterGroups"][0]["filters"][0]["value"],
+        json!((ms(now()) - 120_000 + 1).to_string())
+    );
+
+    // A change is picked up by the next incremental sync, alone.
+    let changed_at = ms(now()) + 60_000;
+    fake.with_data(|d| {
+        d.update(7, changed_at, |c| {
+            c.props.insert("firstname".into(), "Changed".into());
+        })
+    });
+    let later = now() + chrono::Duration::minutes(10);
+    let body = json!({"auth": auth_json(), "meta": {"synchronization_checkpoint": checkpoint}});
+    let r = app.contacts(body.to_string().as_bytes(), &Unlimited, later).await;
+    let v = json_of(&r);
+    assert_eq!(ids(v["contacts"].as_array().unwrap()), vec!["7"]);
+    assert_eq!(v["contacts"][0]["name"], "Changed Last");
+}
+
+#[tokio::test]
+async fn a_tie_of_12000_contacts_in_one_millisecond_is_drained_by_id_without_hitting_the_10000_cap() {
+    let base = ms(now()) - 86_400_000;
+    let mut contacts: Vec<FakeContact> = (1..=300).map(|i| contact(i, base + i as i64)).collect();
+    // 12,000 contacts imported in one millisecond, ids not in any particular order.
+    contacts.extend((0..12_000u64).map(|k| contact(1_000_000 + (k * 7919) % 12_000 * 3 + 1, base + 150)));
+    contacts.extend((1..=300).map(|i| contact(2_000_000 + i, base + 10_000 + i as i64)));
+    let fake = start(data_of(contacts)).await;
+    let app = fake_hubspot::app_on(&fake, &[("BRIDGE_PAGE_SIZE", "2000")]);
+    let (got, _) = sync(&app, None).await;
+    let got_ids = ids(&got);
+    let unique: HashSet<&String> = got_ids.iter().collect();
+    assert_eq!(unique.len(), 12_600, "every contact once");
+    assert_eq!(got_ids.len(), 12_600, "no contact twice");
+    let expected: HashSet<String> = fake.with_data(|d| d.live().map(|c| c.id.to_string()).collect());
+    assert_eq!(unique.into_iter().cloned().collect::<HashSet<_>>(), expected);
+    // The engine emitted them in (instant, id) order: the tie by id.
+    let keys: Vec<(i64, u64)> = fake.with_data(|d| {
+        got_ids
+            .iter()
+            .map(|id| {
+                let c = d.contact(id.parse().unwrap()).unwrap();
+                (c.updated_ms, c.id)
+            })
+            .collect()
+    });
+    assert!(keys.windows(2).all(|w| w[0] < w[1]), "out of order");
+    // The tie was drained with `EQ` + `hs_object_id GT`, sorted by id.
+    let bodies = searches(&fake);
+    let drains: Vec<&Value> = bodies.iter().filter(|b| b["sorts"][0]["propertyName"] == "hs_object_id").collect();
+    assert!(drains.len() >= 60, "{} drain requests", drains.len());
+    assert!(drains.iter().all(|b| b["filterGroups"][0]["filters"][0]["operator"] == "EQ"));
+    let per_1000 = bodies.len() as f64 * 1000.0 / 12_600.0;
+    assert!(
+        per_1000 <= 5.5,
+        "{per_1000:.2} searches per 1000 contacts ({} searches)",
+        bodies.len()
+    );
+}
+
+#[tokio::test]
+async fn archived_contacts_are_not_emitted_and_a_merge_syncs_the_primary_with_the_merged_emails() {
+    let base = ms(now()) - 86_400_000;
+    let mut d = data_of(vec![
+        contact(1, base + 1).with("email", "one@example.com"),
+        contact(2, base + 2).with("email", "two@example.com"),
+        contact(3, base + 3),
+    ]);
+    d.archive(3, base + 4);
+    let fake = start(d).await;
+    let app = app(&fake);
+    let (got, checkpoint) = sync(&app, None).await;
+    assert_eq!(ids(&got), vec!["1", "2"], "the archived contact is not emitted");
+
+    fake.with_data(|d| d.merge(1, 2, ms(now()) + 1000));
+    let later = now() + chrono::Duration::minutes(10);
+    let body = json!({"auth": auth_json(), "meta": {"synchronization_checkpoint": checkpoint}});
+    let r = app.contacts(body.to_string().as_bytes(), &Unlimited, later).await;
+    let v = json_of(&r);
+    assert_eq!(
+        ids(v["contacts"].as_array().unwrap()),
+        vec!["1"],
+        "the secondary is archived, the primary changed"
+    );
+    assert_eq!(v["contacts"][0]["emails"], json!(["one@example.com", "two@example.com"]));
+}
+
+#[tokio::test]
+async fn the_search_rate_limit_is_paced_from_hubspots_headers_without_a_429() {
+    let base = ms(now()) - 86_400_000;
+    let fake = start(data_of((1..=1400).map(|i| contact(i, base + i as i64)).collect())).await;
+    fake.set_limits(Limits {
+        search_per_second: Some(5),
+        ..no_limits()
+    });
+    let app = fake_hubspot::app_on(&fake, &[("BRIDGE_PAGE_SIZE", "5000")]);
+    let (got, _) = sync(&app, None).await;
+    assert_eq!(got.len(), 1400);
+    assert!(searches(&fake).len() >= 8, "more searches than one second allows");
+    assert_eq!(
+        fake.limit_hits(),
+        vec![],
+        "the bridge never sent a search HubSpot said it would refuse"
+    );
+}
+
+#[tokio::test]
+async fn a_secondly_429_without_retry_after_is_waited_out_and_the_sync_loses_nothing() {
+    let base = ms(now()) - 86_400_000;
+    let fake = start(data_of((1..=600).map(|i| contact(i, base + i as i64)).collect())).await;
+    let app = app(&fake);
+    fake.fail_next_on("/crm/v3/objects/contacts/search", 1, Fault::Delay(Duration::ZERO));
+    fake.fail_next_on("/crm/v3/objects/contacts/search", 1, rate_limited(LimitHit::Secondly));
+    let (got, _) = sync(&app, None).await;
+    assert_eq!(ids(&got), (1..=600).map(|i| i.to_string()).collect::<Vec<_>>());
+    assert_eq!(searches(&fake).len(), 5, "four searches and the one refused, asked again");
+}
+
+#[tokio::test]
+async fn the_daily_limit_is_a_503_with_retry_after_until_midnight_in_the_portals_time_zone() {
+    let mut d = data_of(vec![contact(1, ms(now()) - 3_600_000)]);
+    d.utc_offset_ms = -5 * 3_600_000;
+    let fake = start(d).await;
+    let app = app(&fake);
+    // The account's details (time zone UTC-5) are read before the search that hits the daily limit.
+    fake.fail_next_on("/crm/v3/objects/contacts/search", 1, rate_limited(LimitHit::Daily));
+    let r = contacts_page(&app, &auth_json(), None, None).await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(json_of(&r)["error"]["code"], "upstream_unavailable");
+    let secs: i64 = r.header("retry-after").unwrap().parse().unwrap();
+    let local = Utc::now() - chrono::Duration::hours(5);
+    let midnight = (local.date_naive() + chrono::Duration::days(1)).and_hms_opt(0, 0, 0).unwrap();
+    let expected = (midnight - local.naive_utc()).num_seconds();
+    assert!((secs - expected).abs() <= 5, "Retry-After {secs}, expected about {expected}");
+    assert_eq!(searches(&fake).len(), 1, "a daily limit is not retried");
+}
+
+#[tokio::test]
+async fn a_failure_mid_page_returns_what_was_gathered_and_the_offset_resumes_without_loss() {
+    let base = ms(now()) - 86_400_000;
+    let fake = start(data_of((1..=1000).map(|i| contact(i, base + i as i64)).collect())).await;
+    let app = app(&fake);
+    fake.fail_next_on("/crm/v3/objects/contacts/search", 2, Fault::Delay(Duration::ZERO));
+    fake.fail_next_on(
+        "/crm/v3/objects/contacts/search",
+        2,
+        hubspot_error(502, "INTERNAL_ERROR", "upstream secret detail"),
+    );
+    let r = contacts_page(&app, &auth_json(), None, None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let first = json_of(&r);
+    let got = ids(first["contacts"].as_array().unwrap());
+    assert_eq!(
+        got,
+        (1..=398).map(|i| i.to_string()).collect::<Vec<_>>(),
+        "two searches' worth, each last instant held back"
+    );
+    let checkpoint = first["synchronization_checkpoint"].as_str().unwrap().to_string();
+    // The checkpoint does not pass the failure: an incremental sync from it gets everything after.
+    let (rest, _) = sync(&app, Some(&checkpoint)).await;
+    assert_eq!(ids(&rest), (399..=1000).map(|i| i.to_string()).collect::<Vec<_>>());
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Interactions
+
+fn object(id: u64, at: i64, props: &[(&str, &str)]) -> FakeObject {
+    FakeObject {
+        id,
+        props: props
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<BTreeMap<_, _>>(),
+        updated_ms: at,
+    }
+}
+
+fn interaction_data() -> FakeData {
+    let base = ms(now()) - 86_400_000;
+    let mut d = data_of(vec![
+        contact(10, base).with("email", "ann@example.com").with("phone", "(415) 555-0134"),
+        contact(11, base + 1)
+            .with("email", "bob@example.com")
+            .with("mobilephone", "+44 20 7946 0001"),
+        contact(12, base + 2).with("email", "old-ann@example.com"),
+    ]);
+    d.tickets.insert(
+        100,
+        object(
+            100,
+            base + 5000,
+            &[
+                ("subject", "Refund"),
+                ("content", "Please\n\nrefund"),
+                ("hs_pipeline", "0"),
+                ("hs_pipeline_stage", "1"),
+                ("hs_ticket_priority", "HIGH"),
+            ],
+        ),
+    );
+    d.tickets.insert(
+        101,
+        object(
+            101,
+            base + 9000,
+            &[
+                ("subject", "Login"),
+                ("hs_pipeline", "0"),
+                ("hs_pipeline_stage", "4"),
+                ("hs_ticket_priority", "MEDIUM"),
+            ],
+        ),
+    );
+    d.tickets.insert(
+        102,
+        object(
+            102,
+            base + 7000,
+            &[("subject", "Old account"), ("hs_pipeline", "0"), ("hs_pipeline_stage", "3")],
+        ),
+    );
+    d.calls.insert(
+        900,
+        object(
+            900,
+            base + 8000,
+            &[
+                ("hs_call_title", "Follow-up"),
+                ("hs_call_body", "<p>Renewal</p>"),
+                ("hs_call_status", "COMPLETED"),
+                ("hs_timestamp", "2026-11-30T12:00:08.000Z"),
+            ],
+        ),
+    );
+    d.ticket_links.insert(10, vec![100, 101]);
+    d.call_links.insert(10, vec![900]);
+    d.ticket_links.insert(12, vec![102]);
+    d
+}
+
+async fn interactions(app: &App, types: Value, data: Value) -> ApiResponse {
+    let body = json!({"auth": auth_json(), "meta": {"interaction_types": types}, "data": data});
+    app.interactions(body.to_string().as_bytes()).await
+}
+
+#[tokio::test]
+async fn tickets_and_calls_by_external_id_map_status_priority_and_links_with_batch_reads_only() {
+    let fake = start(interaction_data()).await;
+    let app = app(&fake);
+    let r = interactions(&app, json!(["ticket", "call"]), json!({"contact_external_id": "10"})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = json_of(&r);
+    let base = format!("https://app.hubspot.com/contacts/{PORTAL_ID}/record");
+    assert_eq!(v.as_array().unwrap().len(), 3);
+    assert_eq!(v[0]["id"], "101");
+    assert_eq!(
+        (v[0]["status"].as_str(), v[0]["priority"].as_str()),
+        (Some("closed"), Some("normal")),
+        "stage 4 is CLOSED"
+    );
+    assert_eq!(v[1]["type"], "call");
+    assert_eq!((v[1]["status"].as_str(), v[1]["priority"].as_str()), (Some("closed"), Some("none")));
+    assert_eq!(v[1]["description"], "Renewal");
+    assert_eq!(v[1]["url"], format!("{base}/0-48/900"));
+    assert_eq!(v[2]["id"], "100");
+    assert_eq!((v[2]["status"].as_str(), v[2]["priority"].as_str()), (Some("open"), Some("high")));
+    assert_eq!(v[2]["description"], "Please refund");
+    assert_eq!(v[2]["url"], format!("{base}/0-5/100"));
+    // Associations and objects in batches, the pipelines once: never a request per ticket or call.
+    let paths: Vec<String> = fake.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(paths.iter().filter(|p| p.starts_with("/crm/v4/associations/contacts/")).count(), 2);
+    assert_eq!(
+        paths
+            .iter()
+            .filter(|p| p.ends_with("/batch/read") && p.starts_with("/crm/v3/objects/"))
+            .count(),
+        2
+    );
+    assert_eq!(paths.iter().filter(|p| p.starts_with("/crm/v3/pipelines")).count(), 1);
+    assert!(paths.iter().all(|p| !p.starts_with("/crm/v3/objects/tickets/1")), "{paths:?}");
+    fake.clear_requests();
+    let r = interactions(&app, json!(["ticket"]), json!({"contact_external_id": "10"})).await;
+    assert_eq!(json_of(&r).as_array().unwrap().len(), 2);
+    assert!(
+        fake.requests_to("/crm/v3/pipelines").is_empty() && fake.requests_to("/account-info").is_empty(),
+        "cached"
+    );
+}
+
+#[tokio::test]
+async fn lookups_by_email_and_phone_find_the_person_with_one_search_each() {
+    let fake = start(interaction_data()).await;
+    let app = app(&fake);
+    let r = interactions(&app, json!([]), json!({"contact_emails": ["ANN@example.com"]})).await;
+    assert_eq!(json_of(&r).as_array().unwrap().len(), 3, "{}", r.body);
+    let bodies = searches(&fake);
+    assert_eq!(bodies.len(), 1);
+    assert_eq!(
+        bodies[0]["filterGroups"].as_array().unwrap().len(),
+        2,
+        "email OR an additional email"
+    );
+    fake.clear_requests();
+    let r = interactions(&app, json!([]), json!({"contact_phones": ["+1 415-555-0134"]})).await;
+    assert_eq!(json_of(&r).as_array().unwrap().len(), 3, "{}", r.body);
+    assert_eq!(searches(&fake)[0]["filterGroups"][0]["filters"][0]["value"], "4155550134");
+    let r = interactions(
+        &app,
+        json!([]),
+        json!({"contact_emails": ["nobody@example.com"], "contact_phones": ["+44 20 7946 0001"]}),
+    )
+    .await;
+    assert_eq!(json_of(&r), json!([]), "bob has no interactions");
+}
+
+#[tokio::test]
+async fn a_merged_contacts_email_finds_the_primary_and_its_moved_interactions() {
+    let mut d = interaction_data();
+    d.merge(10, 12, ms(now()) - 1000);
+    let fake = start(d).await;
+    let app = app(&fake);
+    let r = interactions(&app, json!(["ticket"]), json!({"contact_emails": ["old-ann@example.com"]})).await;
+    let got: HashSet<String> = json_of(&r)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(got, HashSet::from(["100".to_string(), "101".into(), "102".into()]), "{}", r.body);
+}
+
+#[tokio::test]
+async fn a_type_outside_the_tokens_scopes_is_left_out_and_the_rest_is_answered() {
+    let fake = start(interaction_data()).await;
+    fake.deny_scope("calls");
+    let app = app(&fake);
+    let r = interactions(&app, json!(["ticket", "call"]), json!({"contact_external_id": "10"})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let kinds: Vec<String> = json_of(&r)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["type"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(kinds, vec!["ticket", "ticket"]);
+    let r = interactions(&app, json!(["call"]), json!({"contact_external_id": "10"})).await;
+    assert_eq!(r.status, 403, "only a refused type was asked for: {}", r.body);
+}
+
+#[tokio::test]
+async fn one_failing_identifier_leaves_a_partial_answer_from_the_others() {
+    let fake = start(interaction_data()).await;
+    let app = app(&fake);
+    // Bob's search fails for good; Ann's finds her: the answer is what was found.
+    fake.fail_bodies_with("bob@example.com", hubspot_error(500, "INTERNAL_ERROR", "boom"));
+    let r = interactions(&app, json!([]), json!({"contact_emails": ["ann@example.com", "bob@example.com"]})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(json_of(&r).as_array().unwrap().len(), 3, "{}", r.body);
+    // Only Bob: nothing found and a failure is an error, not an empty answer.
+    let r = interactions(&app, json!([]), json!({"contact_emails": ["bob@example.com"]})).await;
+    assert_eq!(r.status, 502, "{}", r.body);
+    fake.clear_faults();
+    // By id alone, a short secondly 429 is waited out once.
+    fake.fail_next_on("/crm/v4/associations", 1, rate_limited(LimitHit::Secondly));
+    let r = interactions(&app, json!(["ticket"]), json!({"contact_external_id": "10"})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(json_of(&r).as_array().unwrap().len(), 2);
+    // A daily limit is a 503 until midnight.
+    fake.fail_next_on("/crm/v4/associations", 1, rate_limited(LimitHit::Daily));
+    let r = interactions(&app, json!(["ticket"]), json!({"contact_external_id": "10"})).await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(r.header("retry-after").is_some());
+}
+
+#[tokio::test]
+async fn a_non_numeric_external_id_sends_no_request() {
+    let fake = start(interaction_data()).await;
+    let app = app(&fake);
+    let r = interactions(&app, json!([]), json!({"contact_external_id": "../secrets"})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(json_of(&r), json!([]));
+    assert!(fake.requests().is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The conformance kit against the local bridge on the fake, with HubSpot's real limits
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_kit_passes_against_the_local_bridge_on_hubspot() {
+    let data = generate(Generate {
+        contacts: 1_500,
+        tie: 450,
+        seed: 11,
+        latest_ms: (Utc::now().timestamp() - 7_200) * 1000,
+    });
+    let fake = FakeHubSpot::start(data).await.unwrap();
+    let live = fake.with_data(|d| d.live().count());
+    let app = Arc::new(fake_hubspot::app_on(&fake, &[("BRIDGE_PAGE_SIZE", "400")]));
+    let bridge = bridge_tests::local::serve(app).await.unwrap();
+    let mut cfg = bridge_tests::sim::SimConfig::new(bridge.url());
+    cfg.auth = auth_json();
+    cfg.samples = 6;
+    cfg.page_retries = 0;
+    let report = bridge_tests::sim::run(cfg).await;
+    print!("{}", report.render());
+    assert!(report.passed(), "{}", report.render());
+    assert_eq!(report.initial_contacts, live);
+}
