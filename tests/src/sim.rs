@@ -620,7 +620,7 @@ impl Sim {
                         let mut problems = Vec::new();
                         for a in list {
                             for f in ["id", "name", "email"] {
-                                if !a.get(f).and_then(Value::as_str).is_some_and(|s| !s.trim().is_empty()) {
+                                if a.get(f).and_then(Value::as_str).is_none_or(|s| s.trim().is_empty()) {
                                     problems.push(format!("`{f}` missing or empty in {a}"));
                                 }
                             }
