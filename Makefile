@@ -156,7 +156,7 @@ api-fuzz: $(ALL_STAMP)
 	  kill -0 $$pid 2>/dev/null || { cat "$$log"; exit 1; }; sleep 0.1; \
 	done; \
 	start=$$(date +%s); \
-	SCHEMATHESIS_HOOKS=tests.schemathesis.hooks schemathesis run openapi.yaml \
+	SCHEMATHESIS_HOOKS=tests/api_fuzz/hooks.py schemathesis run openapi.yaml \
 	  --url http://127.0.0.1:$(API_FUZZ_PORT) --checks all --max-examples $(API_FUZZ_EXAMPLES) \
 	  --seed 20261202 --generation-database none --no-color; \
 	echo "api fuzzing took $$(( $$(date +%s) - start )) s"
