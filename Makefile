@@ -1,17 +1,22 @@
 # The commands the README names. CI (.ci/run and .github/workflows/ci.yml) calls the same targets.
 #
-#   make run        serve POST /contacts and POST /interactions on 127.0.0.1:9000 (PORT=n), sandbox data
+#   make run        serve POST /contacts, /interactions, /auth/validate and /agents on 127.0.0.1:9000
+#                   (PORT=n), sandbox data
 #   make test       template + workflow checks, then every Rust test (PostgreSQL's server binaries first)
 #   make lint       cargo fmt --check and clippy -D warnings
 #   make sam-build  sam build (arm64, cargo-lambda + zig, no Docker), timed
 #   make invoke     send one events/*.json file to a running `make run`
+#   make talkdesk-config  the JSON that registers a deployment with Talkdesk (STACK=name, STACK_OUTPUTS=file
+#                   or BASE_URL=url; LOGO_URL and ICON_URL; CONNECTOR to override BRIDGE_CONNECTOR)
+#   make api-fuzz   schemathesis (all checks, API_FUZZ_EXAMPLES per operation) against the local bridge
 #   make bench      release build, then BENCHMARKS.md from the real binaries under a local Runtime API
 #                   (against the fake Zendesk and a throwaway PostgreSQL)
 #   make fuzz       the request/token fuzzer for FUZZ_ITERATIONS inputs (default 1,000,000), release build
 #   make faults     the randomized upstream-fault suite alone, with its counts (FAULT_SCHEDULES=n)
 #
 # Tools come from package registries into the repository, never globally:
-#   .venv/         Python: cargo-lambda, ziglang, moto[server], cfn-lint, aws-sam-cli (.ci/requirements*.txt)
+#   .venv/         Python: cargo-lambda, ziglang, moto[server], cfn-lint, aws-sam-cli, schemathesis
+#                  (.ci/requirements*.txt)
 #   .tools/        npm: @action-validator/cli (.tools/package.json + package-lock.json)
 # Both are created on first use and reinstalled only when their pin files change.
 
@@ -39,7 +44,8 @@ RUN_STAMP := $(VENV)/.run-tools
 ALL_STAMP := $(VENV)/.all-tools
 NPM_STAMP := $(TOOLS)/node_modules/.installed
 
-.PHONY: help run invoke test check-template postgres-server lint sam-build venv tools clean-tools bench fuzz faults
+.PHONY: help run invoke test check-template postgres-server lint sam-build venv tools clean-tools bench fuzz faults \
+	api-fuzz talkdesk-config
 
 help:
 	@sed -n 's/^#   make /  make /p' $(MAKEFILE_LIST)
@@ -129,6 +135,44 @@ test: check-template postgres-server
 	else \
 	  cargo test --workspace; \
 	fi
+	$(MAKE) --no-print-directory api-fuzz
+
+# schemathesis, a schema-driven fuzzer, with all its checks: every request openapi.yaml calls valid is
+# answered as described, every one it calls invalid is refused, nothing is a 5xx. Against the real
+# handlers served on 127.0.0.1 by `local-bridge` (the sandbox, as `make run` serves it), for a bounded
+# number of examples per operation. Offsets and checkpoints are opaque: the hooks in
+# tests/schemathesis/hooks.py send the real ones the schema's examples give (forged tokens are the
+# token fuzzer's and the conformance kit's business).
+API_FUZZ_EXAMPLES ?= 100
+API_FUZZ_PORT ?= 9311
+api-fuzz: $(ALL_STAMP)
+	cargo build --quiet -p bridge-tests --bin local-bridge
+	@target="$${CARGO_TARGET_DIR:-target}"; log="$$target/local-bridge.log"; \
+	env -u AWS_LAMBDA_FUNCTION_NAME -u BRIDGE_SSM_PREFIX BRIDGE_CONNECTOR=sandbox \
+	  "$$target/debug/local-bridge" --port $(API_FUZZ_PORT) >"$$log" 2>&1 & pid=$$!; \
+	trap 'kill $$pid 2>/dev/null || true' EXIT; \
+	for _ in $$(seq 1 100); do \
+	  (exec 3<>/dev/tcp/127.0.0.1/$(API_FUZZ_PORT)) 2>/dev/null && break; \
+	  kill -0 $$pid 2>/dev/null || { cat "$$log"; exit 1; }; sleep 0.1; \
+	done; \
+	start=$$(date +%s); \
+	SCHEMATHESIS_HOOKS=tests/api_fuzz/hooks.py schemathesis run openapi.yaml \
+	  --url http://127.0.0.1:$(API_FUZZ_PORT) --checks all --max-examples $(API_FUZZ_EXAMPLES) \
+	  --seed 20261202 --generation-database none --no-color; \
+	echo "api fuzzing took $$(( $$(date +%s) - start )) s"
+
+# The registration document for a deployment, printed to stdout (README, "Connect Talkdesk").
+talkdesk-config:
+	@args=(--logo-url "$(LOGO_URL)" --icon-url "$(ICON_URL)"); \
+	if [ -n "$(BASE_URL)" ]; then args+=(--base-url "$(BASE_URL)"); \
+	elif [ -n "$(STACK_OUTPUTS)" ]; then args+=(--stack-outputs "$(STACK_OUTPUTS)"); \
+	elif [ -n "$(STACK)" ]; then \
+	  outputs=$$(mktemp); trap 'rm -f "$$outputs"' EXIT; \
+	  aws cloudformation describe-stacks --stack-name "$(STACK)" --output json >"$$outputs"; \
+	  args+=(--stack-outputs "$$outputs"); \
+	else echo "give STACK=<stack name>, STACK_OUTPUTS=<describe-stacks JSON file> or BASE_URL=<https://...>" >&2; exit 2; fi; \
+	if [ -n "$(CONNECTOR)" ]; then args+=(--connector "$(CONNECTOR)"); fi; \
+	cargo run --quiet -p bridge-tests --bin talkdesk-config -- "$${args[@]}" $(TALKDESK_CONFIG_FLAGS)
 
 lint:
 	cargo fmt --all -- --check

@@ -328,6 +328,108 @@ impl App {
         Ok(outcome.answer()?)
     }
 
+    /// `POST /agents` (Talkdesk's agent synchronization) from an HTTP request; `budget` is the page budget
+    /// (the contacts function's: `BRIDGE_PAGE_BUDGET_MS`, the Lambda deadline, API Gateway's 29 s).
+    pub async fn handle_agents<B: AsRef<[u8]>>(&self, req: &http::Request<B>, budget: &dyn Budget) -> http::Response<String> {
+        if req.method() != http::Method::POST {
+            return ApiError::MethodNotAllowed.to_response().into_http();
+        }
+        let bearer = inbound::bearer(req.headers());
+        self.agents_as(bearer, req.body().as_ref(), budget).await.into_http()
+    }
+
+    /// `POST /agents`: every agent of the external system in one response (see [`crate::agents`]). The bridge
+    /// token, when one is required, is read from `auth.bridge_token`.
+    pub async fn agents(&self, body: &[u8], budget: &dyn Budget) -> ApiResponse {
+        self.agents_as(None, body, budget).await
+    }
+
+    async fn agents_as(&self, bearer: Option<&str>, body: &[u8], budget: &dyn Budget) -> ApiResponse {
+        let started = Instant::now();
+        let (result, upstream) = crate::metrics::track(self.agents_inner(bearer, body, budget)).await;
+        let mut m = crate::metrics::Invocation::new("agents", self.connector.name()).with_upstream(upstream);
+        m.records = result.as_ref().map_or(0, |(agents, _)| agents.len());
+        let response = match result {
+            Ok((agents, stats)) => {
+                tracing::info!(
+                    connector = self.connector.name(),
+                    agents = agents.len(),
+                    pages = stats.pages,
+                    duplicates = stats.duplicates,
+                    bytes = stats.bytes,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "agents listed"
+                );
+                let body = talkdesk::AgentsResponse { agents };
+                ApiResponse::json(200, serde_json::to_string(&body).unwrap_or_else(|_| r#"{"agents":[]}"#.into()))
+            }
+            Err(e) => self.failure("agents", e, started),
+        };
+        self.record(m, &response, started);
+        response
+    }
+
+    async fn agents_inner(
+        &self,
+        bearer: Option<&str>,
+        body: &[u8],
+        budget: &dyn Budget,
+    ) -> Result<(Vec<talkdesk::Agent>, crate::agents::AgentStats), ApiError> {
+        let (root, secrets) = self.admit(bearer, body).await?;
+        let mut auth = talkdesk::auth_request_from(&root)?;
+        secrets.fill_credentials(&mut auth);
+        self.connector.account(&auth)?;
+        Ok(crate::agents::all_agents(self.connector.as_ref(), &auth, self.config.max_response_bytes, budget).await?)
+    }
+
+    /// `POST /auth/validate` (Talkdesk's authorization validation) from an HTTP request, with API Gateway's
+    /// 29 s as the outer deadline unless `budget` is nearer.
+    pub async fn handle_validate<B: AsRef<[u8]>>(&self, req: &http::Request<B>, budget: &dyn Budget) -> http::Response<String> {
+        if req.method() != http::Method::POST {
+            return ApiError::MethodNotAllowed.to_response().into_http();
+        }
+        let bearer = inbound::bearer(req.headers());
+        self.validate_as(bearer, req.body().as_ref(), budget).await.into_http()
+    }
+
+    /// `POST /auth/validate`: 204 when the credentials in `auth` (completed by the deployment's stored
+    /// ones) work for everything the integration does; 401 naming what is wrong when they cannot; upstream
+    /// outages keep their 502/503/504. The bridge token rules are those of every route.
+    pub async fn validate(&self, body: &[u8], budget: &dyn Budget) -> ApiResponse {
+        self.validate_as(None, body, budget).await
+    }
+
+    async fn validate_as(&self, bearer: Option<&str>, body: &[u8], budget: &dyn Budget) -> ApiResponse {
+        let started = Instant::now();
+        let (result, upstream) = crate::metrics::track(self.validate_inner(bearer, body, budget)).await;
+        let m = crate::metrics::Invocation::new("validate", self.connector.name()).with_upstream(upstream);
+        let response = match result {
+            Ok(()) => {
+                tracing::info!(
+                    connector = self.connector.name(),
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "credentials valid"
+                );
+                ApiResponse {
+                    status: 204,
+                    headers: vec![("content-type", "application/json".into())],
+                    body: String::new(),
+                }
+            }
+            Err(e) => self.failure("validate", e, started),
+        };
+        self.record(m, &response, started);
+        response
+    }
+
+    async fn validate_inner(&self, bearer: Option<&str>, body: &[u8], budget: &dyn Budget) -> Result<(), ApiError> {
+        let (root, secrets) = self.admit(bearer, body).await?;
+        let mut auth = talkdesk::auth_request_from(&root)?;
+        secrets.fill_credentials(&mut auth);
+        self.connector.account(&auth).map_err(ApiError::Validation)?;
+        self.connector.validate(&auth, budget).await.map_err(ApiError::Validation)
+    }
+
     fn failure(&self, operation: &'static str, e: ApiError, started: Instant) -> ApiResponse {
         let response = e.to_response();
         if response.status >= 500 {

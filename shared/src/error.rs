@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use crate::agents::AgentsError;
 use crate::connectors::ConnectorError;
 use crate::sync::TokenError;
 use crate::talkdesk::RequestError;
@@ -17,6 +18,13 @@ pub enum ApiError {
     Request(#[from] RequestError),
     #[error(transparent)]
     Connector(#[from] ConnectorError),
+    /// Authorization validation (`POST /auth/validate`) found credentials that cannot work: answered 401
+    /// whatever the reason (malformed field, rejected credentials, missing permission), as Talkdesk's
+    /// protocol wants; upstream outages keep their own status.
+    #[error(transparent)]
+    Validation(ConnectorError),
+    #[error(transparent)]
+    Agents(#[from] AgentsError),
     #[error("`{field}` was refused: {source}")]
     Token { field: &'static str, source: TokenError },
     #[error("the request is not authenticated: present the bridge token as `Authorization: Bearer <token>` or `auth.bridge_token`")]
@@ -36,14 +44,11 @@ impl ApiError {
             ApiError::Unauthenticated => 401,
             ApiError::MethodNotAllowed => 405,
             ApiError::ConfigStoreUnavailable => 503,
-            ApiError::Connector(e) => match e {
-                ConnectorError::InvalidAuth { .. } => 400,
-                ConnectorError::Unauthorized { .. } => 401,
-                ConnectorError::Forbidden { .. } => 403,
-                ConnectorError::RateLimited { .. } | ConnectorError::Unavailable { .. } => 503,
-                ConnectorError::Timeout { .. } => 504,
-                ConnectorError::BadGateway { .. } | ConnectorError::CursorRejected { .. } | ConnectorError::Rejected { .. } => 502,
-            },
+            ApiError::Validation(e) if refuses_credentials(e) => 401,
+            ApiError::Validation(e) | ApiError::Agents(AgentsError::Connector(e)) => connector_status(e),
+            ApiError::Agents(AgentsError::OutOfTime { .. }) => 504,
+            ApiError::Agents(AgentsError::TooLarge { .. } | AgentsError::TooManyPages { .. }) => 502,
+            ApiError::Connector(e) => connector_status(e),
         }
     }
 
@@ -60,23 +65,19 @@ impl ApiError {
             ApiError::Unauthenticated => "unauthenticated",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::ConfigStoreUnavailable => "config_store_unavailable",
-            ApiError::Connector(e) => match e {
-                ConnectorError::InvalidAuth { .. } => "invalid_auth",
-                ConnectorError::Unauthorized { .. } => "upstream_unauthorized",
-                ConnectorError::Forbidden { .. } => "upstream_forbidden",
-                ConnectorError::RateLimited { .. } => "upstream_rate_limited",
-                ConnectorError::Unavailable { .. } => "upstream_unavailable",
-                ConnectorError::Timeout { .. } => "upstream_timeout",
-                ConnectorError::BadGateway { .. } | ConnectorError::CursorRejected { .. } => "upstream_error",
-                ConnectorError::Rejected { .. } => "upstream_rejected",
-            },
+            ApiError::Validation(e) | ApiError::Agents(AgentsError::Connector(e)) | ApiError::Connector(e) => connector_code(e),
+            ApiError::Agents(AgentsError::OutOfTime { .. } | AgentsError::TooManyPages { .. }) => "agents_incomplete",
+            ApiError::Agents(AgentsError::TooLarge { .. }) => "agents_too_large",
         }
     }
 
     /// Seconds to put in `Retry-After`.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            ApiError::Connector(e) => crate::sync::engine::retry_hint(e),
+            ApiError::Validation(e) if refuses_credentials(e) => None,
+            ApiError::Connector(e) | ApiError::Agents(AgentsError::Connector(e)) | ApiError::Validation(e) => {
+                crate::sync::engine::retry_hint(e)
+            }
             ApiError::ConfigStoreUnavailable => Some(Duration::from_secs(5)),
             _ => None,
         }
@@ -90,6 +91,40 @@ impl ApiError {
             response.headers.push(("retry-after", secs.max(1).to_string()));
         }
         response
+    }
+}
+
+/// A validation failure that says the credentials cannot work (answered 401 by `POST /auth/validate`).
+fn refuses_credentials(e: &ConnectorError) -> bool {
+    matches!(
+        e,
+        ConnectorError::InvalidAuth { .. } | ConnectorError::Unauthorized { .. } | ConnectorError::Forbidden { .. }
+    )
+}
+
+fn connector_status(e: &ConnectorError) -> u16 {
+    match e {
+        ConnectorError::Unsupported { .. } => 501,
+        ConnectorError::InvalidAuth { .. } => 400,
+        ConnectorError::Unauthorized { .. } => 401,
+        ConnectorError::Forbidden { .. } => 403,
+        ConnectorError::RateLimited { .. } | ConnectorError::Unavailable { .. } => 503,
+        ConnectorError::Timeout { .. } => 504,
+        ConnectorError::BadGateway { .. } | ConnectorError::CursorRejected { .. } | ConnectorError::Rejected { .. } => 502,
+    }
+}
+
+fn connector_code(e: &ConnectorError) -> &'static str {
+    match e {
+        ConnectorError::Unsupported { .. } => "not_supported",
+        ConnectorError::InvalidAuth { .. } => "invalid_auth",
+        ConnectorError::Unauthorized { .. } => "upstream_unauthorized",
+        ConnectorError::Forbidden { .. } => "upstream_forbidden",
+        ConnectorError::RateLimited { .. } => "upstream_rate_limited",
+        ConnectorError::Unavailable { .. } => "upstream_unavailable",
+        ConnectorError::Timeout { .. } => "upstream_timeout",
+        ConnectorError::BadGateway { .. } | ConnectorError::CursorRejected { .. } => "upstream_error",
+        ConnectorError::Rejected { .. } => "upstream_rejected",
     }
 }
 

@@ -3,6 +3,7 @@
 //! secrets from SSM (`secrets`), configuration read once at cold start (`config`) and the one place that
 //! turns errors into HTTP responses (`api`).
 
+pub mod agents;
 pub mod api;
 pub mod config;
 pub mod connectors;

@@ -295,7 +295,7 @@ pub fn most_telling(errors: Vec<ConnectorError>) -> Option<ConnectorError> {
         ConnectorError::InvalidAuth { .. } => 0,
         ConnectorError::Unauthorized { .. } => 1,
         ConnectorError::Forbidden { .. } => 2,
-        ConnectorError::Rejected { .. } => 3,
+        ConnectorError::Rejected { .. } | ConnectorError::Unsupported { .. } => 3,
         ConnectorError::RateLimited { .. } => 3,
         ConnectorError::Unavailable { .. } => 4,
         ConnectorError::Timeout { .. } => 5,

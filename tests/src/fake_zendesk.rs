@@ -17,6 +17,11 @@
 //!   (`email:` matches substrings and `phone:*digits` matches number endings, as loosely as Zendesk's
 //!   search), `GET /api/v2/users/{id}/identities`, `GET /api/v2/users/{id}/tickets/requested` (cursor
 //!   pagination, `sort=-updated_at`).
+//! - `GET /api/v2/users/me` (the signed-in user: an admin, or an agent after `set_admin(false)`) and
+//!   `GET /api/v2/users` with `role[]` filters and cursor pagination (`page[size]` at most 100,
+//!   `page[after]`, `meta.has_more`/`after_cursor`, `links.next`; the cursor is base64 of
+//!   `{"o":"id","v":<id>}`, as recorded for the users listing). Not verified against a live account: the
+//!   anonymous `users/me` answer without credentials, and whether deleted users are listed.
 //! - Errors: 401 `{"error":"Couldn't authenticate you"}`, 403 for the export when the credentials are
 //!   not an admin's, 404 `RecordNotFound`, and injected faults: any status, HTML pages, malformed JSON,
 //!   429/503 with `Retry-After`, redirects, slow answers (for timeouts), served to the next requests
@@ -418,6 +423,10 @@ struct Inner {
     requests: Vec<RecordedRequest>,
     now: Option<i64>,
     admin: bool,
+    /// `users/me` answers Zendesk's anonymous user (`id: null`).
+    anonymous_me: bool,
+    /// `users/me` shows a suspended user.
+    me_suspended: bool,
     accept: Accept,
     export_hook: Option<ExportHook>,
     /// Added to every answer (upstream latency, for benchmarks).
@@ -503,6 +512,8 @@ impl FakeZendesk {
                 requests: vec![],
                 now: None,
                 admin: true,
+                anonymous_me: false,
+                me_suspended: false,
                 accept: Accept::Default,
                 export_hook: None,
                 latency: Duration::ZERO,
@@ -614,6 +625,16 @@ impl FakeZendesk {
     /// When `false`, the credentials are an agent's: the export answers 403.
     pub fn set_admin(&self, admin: bool) {
         self.shared.lock().admin = admin;
+    }
+
+    /// When `true`, `users/me` answers as Zendesk does without valid credentials: an anonymous user.
+    pub fn set_anonymous_me(&self, anonymous: bool) {
+        self.shared.lock().anonymous_me = anonymous;
+    }
+
+    /// When `true`, the user the credentials belong to is suspended.
+    pub fn set_me_suspended(&self, suspended: bool) {
+        self.shared.lock().me_suspended = suspended;
     }
 
     pub fn set_accept(&self, accept: Accept) {
@@ -882,6 +903,8 @@ fn route(inner: &mut Inner, req: &RecordedRequest) -> Response {
         ["api", "v2", "incremental", "users", "cursor"] => export(inner, req),
         ["api", "v2", "organizations", "show_many"] => organizations(inner, req),
         ["api", "v2", "users", "search"] => search(inner, req),
+        ["api", "v2", "users", "me"] => me(inner),
+        ["api", "v2", "users"] => list_users(inner, req),
         ["api", "v2", "users", id, "identities"] => match id.parse::<u64>().ok().and_then(|id| inner.data.users.get(&id)) {
             Some(u) if !u.purged => {
                 let ids = u.identities_json();
@@ -1056,6 +1079,90 @@ fn search(inner: &Inner, req: &RecordedRequest) -> Response {
         .map(FakeUser::to_json)
         .collect();
     ok(json!({"users": users, "next_page": null, "previous_page": null, "count": users.len()}))
+}
+
+/// The id of the user the fake's credentials belong to (`GET /api/v2/users/me`).
+pub const SIGNED_IN_USER_ID: u64 = 361_000_000_001;
+
+/// `GET /api/v2/users/me`: the signed-in user, an admin or (after `set_admin(false)`) an agent. Requests
+/// without valid credentials never get here (401 first); Zendesk's anonymous answer to a request without
+/// credentials (a user whose `id` is `null`) is what [`FakeZendesk::set_anonymous_me`] serves.
+fn me(inner: &Inner) -> Response {
+    if inner.anonymous_me {
+        return ok(
+            json!({"user": {"id": null, "url": null, "name": "Anonymous user", "email": "invalid@example.com",
+            "role": "end-user", "active": true, "suspended": false, "verified": false, "locale": "en-US"}}),
+        );
+    }
+    let mut user = FakeUser::end_user(SIGNED_IN_USER_ID, "Acme Admin", 1_700_000_000);
+    user.email = Some(EMAIL.into());
+    user.role = if inner.admin { "admin" } else { "agent" }.into();
+    user.suspended = inner.me_suspended;
+    ok(json!({"user": user.to_json()}))
+}
+
+/// `GET /api/v2/users`: users in id order, with Zendesk's cursor pagination (`page[size]` 1 to 100, default
+/// 100; `page[after]` a cursor it gave; `meta.has_more`, `meta.after_cursor`, `links.next`), filtered by
+/// `role` or by repeated `role[]` (`end-user`, `agent`, `admin`; anything else is a 400). Deleted
+/// (`active: false`) and suspended users are listed as they are; purged ones are not. Whether Zendesk lists
+/// deleted users here is not documented (the bridge skips them either way).
+fn list_users(inner: &Inner, req: &RecordedRequest) -> Response {
+    let mut roles: Vec<&str> = req
+        .query
+        .iter()
+        .filter(|(k, _)| k == "role[]" || k == "role")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    if roles.iter().any(|r| !matches!(*r, "end-user" | "agent" | "admin")) {
+        return error(400, "InvalidValue", "role must be end-user, agent or admin");
+    }
+    if req.query.iter().any(|(k, _)| k == "page" || k == "per_page") {
+        return error(
+            400,
+            "InvalidPaginationParameter",
+            "offset pagination is not faked; use page[size] and page[after]",
+        );
+    }
+    roles.dedup();
+    let size = match req.param("page[size]") {
+        None => 100,
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=100).contains(&n) => n,
+            _ => return error(400, "InvalidPaginationParameter", "page[size] must be between 1 and 100"),
+        },
+    };
+    let after_id = match req.param("page[after]") {
+        None => None,
+        Some(c) => match b64_decode(c).and_then(|b| String::from_utf8(b).ok()).and_then(|t| {
+            t.strip_prefix("{\"o\":\"id\",\"v\":")
+                .and_then(|r| r.strip_suffix('}'))
+                .and_then(|n| n.parse::<u64>().ok())
+        }) {
+            Some(id) => Some(id),
+            None => return error(400, "InvalidPaginationParameter", "page[after] is not valid"),
+        },
+    };
+    let matching: Vec<&FakeUser> = inner
+        .data
+        .users
+        .values()
+        .filter(|u| !u.purged && (roles.is_empty() || roles.contains(&u.role.as_str())))
+        .filter(|u| after_id.is_none_or(|a| u.id > a))
+        .collect();
+    let page: Vec<&FakeUser> = matching.iter().copied().take(size).collect();
+    let has_more = matching.len() > page.len();
+    let cursor = |id: u64| b64_encode(format!("{{\"o\":\"id\",\"v\":{id}}}").as_bytes());
+    let after = page.last().map(|u| cursor(u.id));
+    let before = page.first().map(|u| cursor(u.id));
+    let base = format!("https://{SUBDOMAIN}.zendesk.com/api/v2/users.json?page%5Bsize%5D={size}");
+    ok(json!({
+        "users": page.iter().map(|u| u.to_json()).collect::<Vec<_>>(),
+        "meta": {"has_more": has_more, "after_cursor": after, "before_cursor": before},
+        "links": {
+            "prev": before.as_ref().map(|b| format!("{base}&page%5Bbefore%5D={b}")),
+            "next": if has_more { json!(after.as_ref().map(|a| format!("{base}&page%5Bafter%5D={a}"))) } else { json!(null) },
+        },
+    }))
 }
 
 fn requested(inner: &Inner, req: &RecordedRequest, user_id: u64) -> Response {

@@ -9,6 +9,7 @@ pub mod runtime_emulator;
 pub mod server;
 pub mod sim;
 pub mod ssm_gate;
+pub mod talkdesk_config;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -53,13 +53,22 @@ async fn interactions_route(State(app): State<Arc<App>>, req: Request) -> Respon
     to_axum(interactions::handle(&app, req).await)
 }
 
-/// Serves `app` behind `POST /contacts` and `POST /interactions` on an ephemeral 127.0.0.1 port.
+/// Serves `app` as API Gateway routes it (`POST /contacts` and `POST /agents` to the contacts function,
+/// `POST /interactions` and `POST /auth/validate` to the interactions function) on an ephemeral 127.0.0.1
+/// port.
 pub async fn serve(app: Arc<App>) -> std::io::Result<LocalBridge> {
+    serve_on(app, std::net::SocketAddr::from(([127, 0, 0, 1], 0))).await
+}
+
+/// As [`serve`], on `addr`.
+pub async fn serve_on(app: Arc<App>, addr: SocketAddr) -> std::io::Result<LocalBridge> {
     let router = Router::new()
         .route("/contacts", post(contacts_route))
+        .route("/agents", post(contacts_route))
         .route("/interactions", post(interactions_route))
+        .route("/auth/validate", post(interactions_route))
         .with_state(app);
-    let server = Served::local(router).await?;
+    let server = Served::start(router, addr).await?;
     Ok(LocalBridge {
         addr: server.addr(),
         _server: server,

@@ -2,7 +2,8 @@
 //!
 //! Black box: it sees only HTTP. It runs an initial sync following `next_offset` to the end, replays an
 //! offset, resumes from an intermediate checkpoint (which proves the pages were in checkpoint order), runs
-//! an incremental sync, looks up interactions for sampled contacts, and sends bad requests.
+//! an incremental sync, looks up interactions for sampled contacts, validates the credentials
+//! (`/auth/validate`), lists the agents (`/agents`), and sends bad requests to every route.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -12,7 +13,7 @@ use serde_json::{json, Value};
 /// What to run against.
 #[derive(Debug, Clone)]
 pub struct SimConfig {
-    /// Base URL; `/contacts` and `/interactions` are appended.
+    /// Base URL; `/contacts`, `/interactions`, `/auth/validate` and `/agents` are appended.
     pub base_url: String,
     /// The `auth` object Talkdesk would send.
     pub auth: Value,
@@ -58,6 +59,8 @@ pub struct Report {
     pub incremental_contacts: usize,
     pub lookups: usize,
     pub interactions_seen: usize,
+    /// Agents `POST /agents` listed.
+    pub agents: usize,
     pub requests: usize,
     /// Contacts pages sent again after a 429 or 5xx.
     pub page_retries: usize,
@@ -90,7 +93,7 @@ impl Report {
             }
         }
         out.push_str(&format!(
-            "initial sync: {} contacts in {} pages ({} empty pages, {} pages retried); incremental: {} contacts; {} lookups returned {} interactions; {} requests in {:.1} s\n",
+            "initial sync: {} contacts in {} pages ({} empty pages, {} pages retried); incremental: {} contacts; {} lookups returned {} interactions; {} agents; {} requests in {:.1} s\n",
             self.initial_contacts,
             self.initial_pages,
             self.empty_pages,
@@ -98,6 +101,7 @@ impl Report {
             self.incremental_contacts,
             self.lookups,
             self.interactions_seen,
+            self.agents,
             self.requests,
             self.elapsed.as_secs_f64()
         ));
@@ -259,6 +263,14 @@ impl Sim {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse().ok());
         let text = resp.text().await.map_err(|e| format!("reading {path}: {e}"))?;
+        if status == 204 {
+            // No content: nothing to parse, nothing for the schema checks.
+            return if text.is_empty() {
+                Ok((status, Value::Null))
+            } else {
+                Err(format!("{path} answered 204 with a body"))
+            };
+        }
         let value: Value = serde_json::from_str(&text).map_err(|_| format!("{path} answered {status} with a body that is not JSON"))?;
         self.report.responses.push((path.to_string(), status, value.clone()));
         Ok((status, value))
@@ -459,6 +471,7 @@ impl Sim {
         }
 
         self.interactions(&initial).await;
+        self.validation_and_agents().await;
         self.bad_requests(&initial).await;
         self.report.elapsed = started.elapsed();
         self.report
@@ -572,6 +585,78 @@ impl Sim {
         }
     }
 
+    /// Authorization validation with the configured credentials (204), and agent synchronization (every
+    /// agent with a non-empty `id`, `name` and `email`, ids unique; or 501 from a bridge without agents).
+    async fn validation_and_agents(&mut self) {
+        let body = json!({"auth": self.cfg.auth});
+        let name = "authorization validation accepts the configured credentials with 204";
+        match self.post_json("/auth/validate", &body).await {
+            Ok((204, _)) => {
+                self.check(name, true, "");
+            }
+            Ok((401, v)) => {
+                self.check(name, false, format!("credentials refused: {}", v["error"]["message"]));
+            }
+            Ok((status, v)) => {
+                let outage = matches!(status, 502..=504) && error_body_ok(&v);
+                let detail = if outage {
+                    format!("the external system could not tell ({status}): {}", v["error"]["message"])
+                } else {
+                    format!("got {status}: {v}")
+                };
+                self.check(name, false, detail);
+            }
+            Err(e) => {
+                self.check(name, false, e);
+            }
+        }
+        let name = "agent synchronization lists every agent with id, name and email (or answers 501)";
+        match self.post_json("/agents", &body).await {
+            Ok((200, v)) => {
+                let agents = v.get("agents").and_then(Value::as_array).cloned();
+                let problems: Vec<String> = match (&agents, v.as_object().map(|o| o.len())) {
+                    (Some(list), Some(1)) => {
+                        let mut seen = HashSet::new();
+                        let mut problems = Vec::new();
+                        for a in list {
+                            for f in ["id", "name", "email"] {
+                                if a.get(f).and_then(Value::as_str).is_none_or(|s| s.trim().is_empty()) {
+                                    problems.push(format!("`{f}` missing or empty in {a}"));
+                                }
+                            }
+                            if let Some(id) = a.get("id").and_then(Value::as_str) {
+                                if !seen.insert(id.to_string()) {
+                                    problems.push(format!("agent {id} listed twice"));
+                                }
+                            }
+                        }
+                        problems
+                    }
+                    _ => vec![format!("not an object holding only `agents`: {v}")],
+                };
+                self.report.agents = agents.map_or(0, |a| a.len());
+                self.check(
+                    name,
+                    problems.is_empty(),
+                    problems.into_iter().take(5).collect::<Vec<_>>().join("; "),
+                );
+            }
+            Ok((501, v)) => {
+                self.check(
+                    name,
+                    v["error"]["code"] == "not_supported" && error_body_ok(&v),
+                    format!("got 501: {v}"),
+                );
+            }
+            Ok((status, v)) => {
+                self.check(name, false, format!("got {status}: {v}"));
+            }
+            Err(e) => {
+                self.check(name, false, e);
+            }
+        }
+    }
+
     async fn expect_error(&mut self, label: &str, path: &str, body: Vec<u8>, status: u16) {
         match self.post(path, body).await {
             Ok((got, v)) => {
@@ -647,6 +732,24 @@ impl Sim {
                     .to_string()
                     .into_bytes(),
                 400,
+            )
+            .await;
+        }
+        self.expect_error("validation body not JSON", "/auth/validate", b"{\"auth\": ".to_vec(), 400)
+            .await;
+        self.expect_error("validation without auth", "/auth/validate", b"{}".to_vec(), no_auth)
+            .await;
+        self.expect_error("agents body not JSON", "/agents", b"[1,".to_vec(), 400).await;
+        self.expect_error("agents with auth not an object", "/agents", br#"{"auth":[]}"#.to_vec(), no_auth)
+            .await;
+        if self.cfg.bearer.is_none() && auth.get("bridge_token").is_some() {
+            let mut wrong = auth.clone();
+            wrong["bridge_token"] = json!("not-the-bridge-token");
+            self.expect_error(
+                "validation with a wrong bridge token",
+                "/auth/validate",
+                json!({"auth": wrong}).to_string().into_bytes(),
+                401,
             )
             .await;
         }

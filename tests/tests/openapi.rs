@@ -124,3 +124,135 @@ fn openapi_and_the_template_describe_the_same_routes() {
     deployed.sort();
     assert_eq!(described, deployed);
 }
+
+/// The JSON schema of the request body of `POST path`.
+fn request_validator(doc: &Value, path: &str) -> jsonschema::Validator {
+    let schema = doc["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"].clone();
+    assert!(!schema.is_null(), "no request schema for {path}");
+    let mut root = json!({"$schema": "https://json-schema.org/draft/2020-12/schema", "components": doc["components"].clone()});
+    root["allOf"] = json!([schema]);
+    jsonschema::options().build(&root).expect("the schema compiles")
+}
+
+#[tokio::test]
+async fn every_request_example_in_openapi_yaml_is_answered_2xx_by_the_sandbox() {
+    let doc = openapi();
+    let (app, _store) = sandbox_app(&[]);
+    let mut checked = 0;
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        let examples = ops["post"]["requestBody"]["content"]["application/json"]["examples"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{path} has no request examples"));
+        let validator = request_validator(&doc, path);
+        for (name, example) in examples {
+            let body = &example["value"];
+            assert!(validator.is_valid(body), "{path} example {name} does not match its own schema");
+            let bytes = body.to_string();
+            let r = match path.as_str() {
+                "/contacts" => {
+                    app.contacts(bytes.as_bytes(), &bridge::sync::budget::Unlimited, chrono::Utc::now())
+                        .await
+                }
+                "/interactions" => app.interactions(bytes.as_bytes()).await,
+                "/agents" => app.agents(bytes.as_bytes(), &bridge::sync::budget::Unlimited).await,
+                "/auth/validate" => app.validate(bytes.as_bytes(), &bridge::sync::budget::Unlimited).await,
+                other => panic!("no handler for {other}"),
+            };
+            assert!((200..300).contains(&r.status), "{path} example {name}: {} {}", r.status, r.body);
+            checked += 1;
+        }
+    }
+    assert!(checked >= 8, "{checked}");
+}
+
+#[tokio::test]
+async fn the_request_schemas_accept_exactly_what_the_bridge_accepts() {
+    // Bodies at the edge of each rule: the schema calls a body valid exactly when the bridge does not
+    // answer it 400. (The fuzzer in `make test` explores the rest.)
+    let doc = openapi();
+    let (app, _store) = sandbox_app(&[]);
+    let interactions = request_validator(&doc, "/interactions");
+    let nel = "\u{85}";
+    let bodies = [
+        json!({"auth": {}, "data": {}}),
+        json!({"auth": {}, "data": {"contact_name": "  "}}),
+        json!({"auth": {}, "data": {"contact_name": nel}}),
+        json!({"auth": {}, "data": {"contact_name": "\u{feff}"}}),
+        json!({"auth": {}, "data": {"contact_name": "Jane"}}),
+        json!({"auth": {}, "data": {"contact_emails": []}}),
+        json!({"auth": {}, "data": {"contact_emails": [null, " "]}}),
+        json!({"auth": {}, "data": {"contact_emails": ["a@b.co"]}}),
+        json!({"auth": {}, "data": {"contact_emails": "a@b.co"}}),
+        json!({"auth": {}, "data": {"contact_emails": [5]}}),
+        json!({"auth": {}, "data": {"contact_phones": [4155550100u64]}}),
+        json!({"auth": {}, "data": {"contact_phones": {"n": 1}}}),
+        json!({"auth": {}, "data": {"contact_external_id": 42}}),
+        json!({"auth": {}, "data": {"contact_external_id": ""}}),
+        json!({"auth": {}, "data": {"contact_external_id": true}}),
+        json!({"auth": {}, "data": {"contact_external_id": "1", "contact_name": 3}}),
+        json!({"auth": {}, "meta": {"interaction_types": "ticket"}, "data": {"contact_external_id": "1"}}),
+        json!({"auth": {}, "meta": {"interaction_types": [1]}, "data": {"contact_external_id": "1"}}),
+        json!({"auth": {}, "meta": [], "data": {"contact_external_id": "1"}}),
+        json!({"auth": {"api_token": ["x"]}, "data": {"contact_external_id": "1"}}),
+        json!({"auth": {"api_token": 7, "bridge_token": {}}, "data": {"contact_external_id": "1"}}),
+        json!({"auth": null, "data": {"contact_external_id": "1"}}),
+        json!({"auth": {}, "data": null}),
+    ];
+    for body in bodies {
+        let r = app.interactions(body.to_string().as_bytes()).await;
+        assert_eq!(
+            interactions.is_valid(&body),
+            r.status != 400,
+            "{body}: the bridge answered {} {}",
+            r.status,
+            r.body
+        );
+    }
+    let contacts = request_validator(&doc, "/contacts");
+    for body in [
+        json!({"auth": {}}),
+        json!({"auth": {}, "meta": null}),
+        json!({"auth": {}, "meta": {"offset": 12}}),
+        json!({"auth": {}, "meta": {"offset": null, "synchronization_checkpoint": ""}}),
+        json!({"auth": {}, "meta": {"synchronization_checkpoint": 5}}),
+        json!({"auth": {}, "meta": "x"}),
+        json!({"meta": {}}),
+    ] {
+        let r = app
+            .contacts(body.to_string().as_bytes(), &bridge::sync::budget::Unlimited, chrono::Utc::now())
+            .await;
+        assert_eq!(
+            contacts.is_valid(&body),
+            r.status != 400,
+            "{body}: the bridge answered {} {}",
+            r.status,
+            r.body
+        );
+    }
+    let validate = request_validator(&doc, "/auth/validate");
+    for body in [
+        json!({"auth": {}}),
+        json!({"auth": []}),
+        json!({}),
+        json!({"auth": {"x": null}, "other": 1}),
+    ] {
+        let r = app.validate(body.to_string().as_bytes(), &bridge::sync::budget::Unlimited).await;
+        assert_eq!(
+            validate.is_valid(&body),
+            r.status != 400,
+            "{body}: the bridge answered {} {}",
+            r.status,
+            r.body
+        );
+    }
+}
+
+#[test]
+fn the_agents_response_schema_refuses_an_agent_without_an_email() {
+    let doc = openapi();
+    let agents = response_validator(&doc, "/agents", 200);
+    assert!(agents.is_valid(&json!({"agents": [{"id": "1", "name": "A", "email": "a@b.co"}]})));
+    assert!(!agents.is_valid(&json!({"agents": [{"id": "1", "name": "A"}]})));
+    assert!(!agents.is_valid(&json!({"agents": [{"id": "1", "name": "A", "email": ""}]})));
+    assert!(!agents.is_valid(&json!([])));
+}

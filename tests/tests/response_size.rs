@@ -40,7 +40,7 @@ fn hostile_data(n: usize) -> SandboxData {
         .collect();
     SandboxData {
         contacts,
-        interactions: vec![],
+        ..SandboxData::default()
     }
 }
 

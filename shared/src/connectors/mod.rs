@@ -180,6 +180,9 @@ pub enum ConnectorError {
     /// The provider refused a request that will not succeed if repeated; the message says what to do.
     #[error("{message}")]
     Rejected { message: String },
+    /// The connector does not offer this Talkdesk operation (e.g. agent synchronization): nothing was sent.
+    #[error("{message}")]
+    Unsupported { message: String },
 }
 
 impl ConnectorError {
@@ -200,6 +203,14 @@ impl ConnectorError {
             _ => None,
         }
     }
+}
+
+/// One upstream page of agents ([`Connector::agents`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentPage {
+    pub agents: Vec<crate::talkdesk::Agent>,
+    /// The provider's cursor for the next page; `None` on the last page.
+    pub next_cursor: Option<String>,
 }
 
 /// An `auth` field a deployment may keep in SSM (`{connector}/{name}`), and when the stored value may fill a
@@ -306,6 +317,29 @@ pub trait Connector: Send + Sync {
         limit: usize,
         budget: &dyn crate::sync::Budget,
     ) -> Result<Option<Vec<Interaction>>, ConnectorError>;
+
+    // Talkdesk's authorization validation and agent synchronization. A connector that does not offer one
+    // keeps the default, which answers 501 `not_supported` without calling upstream.
+
+    /// Checks the credentials in `auth` with the cheapest authenticated call that also proves every
+    /// permission the integration needs (e.g. that a Zendesk user is an admin, who alone may read the
+    /// incremental export). `Ok` when everything works; [`ConnectorError::InvalidAuth`],
+    /// [`ConnectorError::Unauthorized`] or [`ConnectorError::Forbidden`] (with a message saying what is
+    /// missing) when the credentials cannot work; a transient error when the system could not tell.
+    async fn validate(&self, _auth: &Auth, _budget: &dyn crate::sync::Budget) -> Result<(), ConnectorError> {
+        Err(ConnectorError::Unsupported {
+            message: format!("the {} connector does not support authorization validation", self.display_name()),
+        })
+    }
+
+    /// One upstream page of the system's agents, after `cursor` (a `next_cursor` this connector returned;
+    /// `None` for the first page). `crate::agents` follows the pages, keeps the budget and the byte cap, and
+    /// fails rather than answer an incomplete list.
+    async fn agents(&self, _auth: &Auth, _cursor: Option<&str>, _budget: &dyn crate::sync::Budget) -> Result<AgentPage, ConnectorError> {
+        Err(ConnectorError::Unsupported {
+            message: format!("the {} connector does not support agent synchronization", self.display_name()),
+        })
+    }
 }
 
 /// Which connector a deployment uses (`BRIDGE_CONNECTOR`).
@@ -327,6 +361,18 @@ impl ConnectorKind {
             "postgres" => Some(ConnectorKind::Postgres),
             "hubspot" => Some(ConnectorKind::HubSpot),
             _ => None,
+        }
+    }
+}
+
+impl ConnectorKind {
+    /// What the connector says of itself in Talkdesk's configuration document (name, `auth` fields,
+    /// interaction types), from the configuration alone: nothing is connected.
+    pub fn integration(self, config: &crate::Config) -> crate::talkdesk::registration::Integration {
+        match self {
+            ConnectorKind::Sandbox => sandbox::integration(config),
+            ConnectorKind::Zendesk => zendesk::integration(config),
+            ConnectorKind::Postgres => postgres::integration(config),
         }
     }
 }

@@ -209,6 +209,12 @@ fn parse_meta(root: &Map<String, Value>) -> Result<Map<String, Value>, RequestEr
     }
 }
 
+/// Reads the `auth` of a request whose body holds nothing else Talkdesk defines (authorization validation,
+/// agent synchronization), from a body already parsed by [`parse_body`]. Other fields are ignored.
+pub fn auth_request_from(root: &Map<String, Value>) -> Result<Auth, RequestError> {
+    parse_auth(root)
+}
+
 /// Parses a contact-sync request body.
 pub fn parse_contacts_request(body: &[u8]) -> Result<ContactsRequest, RequestError> {
     contacts_request_from(&parse_body(body)?)

@@ -127,6 +127,21 @@ pub struct Interaction {
     pub status: Status,
 }
 
+/// One agent of the external system, as Talkdesk's agent synchronization expects it: all three fields
+/// mandatory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Agent {
+    pub id: String,
+    pub name: String,
+    pub email: String,
+}
+
+/// The answer to an agent synchronization: every agent, in one response (the protocol has no paging).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentsResponse {
+    pub agents: Vec<Agent>,
+}
+
 fn rfc3339_utc<S: Serializer>(date: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&date.to_rfc3339_opts(SecondsFormat::Secs, true))
 }

@@ -32,11 +32,14 @@ use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 use tokio_postgres::types::Type;
 
-use super::{Candidate, Connector, ConnectorError, ContactBatch, ContactQuery, ContactRecord, Identifier, LookupCosts, Order, PersonRef};
+use super::{
+    AgentPage, Candidate, Connector, ConnectorError, ContactBatch, ContactQuery, ContactRecord, Identifier, LookupCosts, Order, PersonRef,
+};
 use crate::config::{Config, ConfigError};
 use crate::secrets::Secret;
 use crate::sync::Position;
-use crate::talkdesk::{Auth, Interaction};
+use crate::talkdesk::registration::Integration;
+use crate::talkdesk::{Agent, Auth, Interaction};
 
 pub mod client;
 pub mod iam;
@@ -68,6 +71,18 @@ enum Discovery {
 impl From<DbFailure> for Discovery {
     fn from(f: DbFailure) -> Self {
         Discovery::Db(f)
+    }
+}
+
+/// PostgreSQL in Talkdesk's configuration document: the database is the deployment's own, so Talkdesk
+/// holds no credentials for it.
+pub fn integration(config: &Config) -> Integration {
+    Integration {
+        name: "talkdesk-bridge-postgres".into(),
+        display_name: "Customer database".into(),
+        description: "Contacts, agents and interactions from the company's own PostgreSQL database, read by the Talkdesk bridge.".into(),
+        auth_fields: vec![],
+        interaction_types: config.postgres.interaction_types.clone(),
     }
 }
 
@@ -545,6 +560,39 @@ impl Postgres {
     }
 }
 
+impl Postgres {
+    /// The agents relation's select list, or why there is none to read.
+    async fn agents_relation(&self, password: Option<&Secret>, deadline: Instant) -> Result<(String, String), ConnectorError> {
+        let name = &self.settings.agents_relation;
+        let relation = match self.catalog(password, deadline, name).await {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                return Err(ConnectorError::Unsupported {
+                    message: format!(
+                        "agent synchronization reads the relation {name} (POSTGRES_AGENTS_RELATION), which does not exist \
+                         or is not visible to the database user: create it with columns id, name and email"
+                    ),
+                })
+            }
+            Err(f) => return Err(self.fail(f)),
+        };
+        if !relation.can_select {
+            return Err(ConnectorError::BadGateway {
+                message: format!(
+                    "POSTGRES_AGENTS_RELATION: {}",
+                    ContractError::NotReadable {
+                        relation: relation.quoted()
+                    }
+                ),
+            });
+        }
+        let (select, _) = sql::select_list(&relation, sql::AGENT_FIELDS).map_err(|e| ConnectorError::BadGateway {
+            message: format!("POSTGRES_AGENTS_RELATION: {e}"),
+        })?;
+        Ok((relation.quoted(), select))
+    }
+}
+
 /// Text PostgreSQL can hold: no NUL character (a value with one can match nothing).
 fn bindable(value: &str) -> bool {
     !value.contains('\0')
@@ -699,5 +747,87 @@ impl Connector for Postgres {
             return Ok(None);
         }
         Ok(Some(found))
+    }
+
+    /// Reads the catalog afresh (connecting if need be): both relations exist, are readable by the
+    /// database user and fit the contract. A database that refuses the deployment's credentials, or
+    /// relations that do not fit, mean the integration cannot work (401 at activation); an unreachable
+    /// database is an outage (503).
+    async fn validate(&self, auth: &Auth, budget: &dyn crate::sync::Budget) -> Result<(), ConnectorError> {
+        let password = self.password(auth);
+        let deadline = Instant::now()
+            + budget
+                .remaining()
+                .map_or(self.settings.statement_timeout, |b| b.min(self.settings.statement_timeout));
+        match self.discover(password, deadline).await {
+            Ok(schema) => {
+                *self.schema.write().unwrap_or_else(|p| p.into_inner()) = Some(schema);
+                Ok(())
+            }
+            Err(Discovery::Contract { variable, error }) => Err(ConnectorError::Forbidden {
+                message: format!("{variable}: {error}"),
+            }),
+            Err(Discovery::Db(f @ (DbFailure::AuthRefused { .. } | DbFailure::Privilege | DbFailure::NoDatabase))) => {
+                Err(ConnectorError::Forbidden {
+                    message: self.fail(f).to_string(),
+                })
+            }
+            Err(Discovery::Db(f)) => Err(self.fail(f)),
+        }
+    }
+
+    /// `POSTGRES_AGENTS_RELATION` (default `talkdesk_agents`, optional): rows `id`, `name`, `email` in id
+    /// byte order, `POSTGRES_PAGE_SIZE` a statement; the cursor is the last id. Rows without an email are
+    /// skipped (counted in the log); a blank name shows the email.
+    async fn agents(&self, auth: &Auth, cursor: Option<&str>, budget: &dyn crate::sync::Budget) -> Result<AgentPage, ConnectorError> {
+        let (password, deadline) = (self.password(auth), self.deadline(budget.remaining()));
+        let (relation, select) = self.agents_relation(password, deadline).await?;
+        let limit = i64::try_from(self.settings.page_size).unwrap_or(i64::MAX);
+        let after = cursor.map(str::to_string);
+        let statement = match &after {
+            None => sql::agents_first_page_sql(&relation, &select),
+            Some(_) => sql::agents_after_sql(&relation, &select),
+        };
+        let rows = self
+            .db
+            .run(password, deadline, |c| {
+                let (statement, after) = (statement.clone(), after.clone());
+                async move {
+                    match after {
+                        None => c.query_typed(&statement, &[(&limit, Type::INT8)]).await,
+                        Some(a) => c.query_typed(&statement, &[(&a, Type::TEXT), (&limit, Type::INT8)]).await,
+                    }
+                }
+            })
+            .await
+            .map_err(|f| self.fail(f))?;
+        let mut agents = Vec::with_capacity(rows.len());
+        let mut last_id: Option<String> = None;
+        let mut without_email = 0usize;
+        for row in &rows {
+            let read =
+                |i: usize| -> Result<Option<String>, ConnectorError> { row.try_get(i).map_err(|e| self.fail(DbFailure::classify(&e))) };
+            let (id, name, email) = (read(0)?, read(1)?, read(2)?);
+            let Some(id) = id else { continue };
+            last_id = Some(id.clone());
+            let email = email.map(|e| e.trim().to_string()).filter(|e| !e.is_empty());
+            let Some(email) = email else {
+                without_email += 1;
+                continue;
+            };
+            let name = name
+                .map(|n| n.trim().to_string())
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| email.clone());
+            agents.push(Agent { id, name, email });
+        }
+        if without_email > 0 {
+            tracing::info!(system = SYSTEM, count = without_email, "agents without an email are not synced");
+        }
+        let full = rows.len() as i64 >= limit;
+        Ok(AgentPage {
+            agents,
+            next_cursor: if full { last_id } else { None },
+        })
     }
 }

@@ -166,6 +166,8 @@ pub struct PostgresConfig {
     pub contacts_relation: RelationName,
     /// `POSTGRES_INTERACTIONS_RELATION`.
     pub interactions_relation: RelationName,
+    /// `POSTGRES_AGENTS_RELATION`: the optional relation `POST /agents` reads.
+    pub agents_relation: RelationName,
     /// `POSTGRES_INTERACTION_TYPES`, lowercase.
     pub interaction_types: Vec<String>,
     /// `POSTGRES_LAG_SECS`.
@@ -181,6 +183,7 @@ pub struct PostgresConfig {
 pub const DEFAULT_PORT: u16 = 5432;
 pub const DEFAULT_CONTACTS_RELATION: &str = "talkdesk_contacts";
 pub const DEFAULT_INTERACTIONS_RELATION: &str = "talkdesk_interactions";
+pub const DEFAULT_AGENTS_RELATION: &str = "talkdesk_agents";
 pub const DEFAULT_INTERACTION_TYPES: &[&str] = &["ticket", "call", "email", "chat"];
 
 impl Default for PostgresConfig {
@@ -201,6 +204,10 @@ impl Default for PostgresConfig {
             interactions_relation: RelationName {
                 schema: None,
                 name: DEFAULT_INTERACTIONS_RELATION.into(),
+            },
+            agents_relation: RelationName {
+                schema: None,
+                name: DEFAULT_AGENTS_RELATION.into(),
             },
             interaction_types: DEFAULT_INTERACTION_TYPES.iter().map(|s| s.to_string()).collect(),
             lag: Duration::from_secs(5),
@@ -404,6 +411,7 @@ impl PostgresConfig {
             iam_auth,
             contacts_relation: relation(get, "POSTGRES_CONTACTS_RELATION", &d.contacts_relation)?,
             interactions_relation: relation(get, "POSTGRES_INTERACTIONS_RELATION", &d.interactions_relation)?,
+            agents_relation: relation(get, "POSTGRES_AGENTS_RELATION", &d.agents_relation)?,
             interaction_types,
             lag: Duration::from_secs(number(get, "POSTGRES_LAG_SECS", 5u64, 0, 86_400)?),
             page_size: number(get, "POSTGRES_PAGE_SIZE", d.page_size, 1, 100_000)?,

@@ -122,6 +122,30 @@ pub const INTERACTION_FIELDS: &[Field] = &[
     field("status", Kind::Text, false),
 ];
 
+/// The optional agents relation's columns (`POSTGRES_AGENTS_RELATION`), in the order they are selected.
+pub const AGENT_FIELDS: &[Field] = &[
+    field("id", Kind::Text, true),
+    field("name", Kind::Text, true),
+    field("email", Kind::Text, true),
+];
+
+/// One page of agents in id order (byte order, so the keyset is the same on every collation). `$1` the
+/// limit.
+pub fn agents_first_page_sql(relation: &str, select: &str) -> String {
+    format!(
+        "SELECT {select} FROM {relation} WHERE \"id\" IS NOT NULL \
+         ORDER BY \"id\"::text COLLATE \"C\" LIMIT $1"
+    )
+}
+
+/// The page of agents after id `$1`; `$2` the limit.
+pub fn agents_after_sql(relation: &str, select: &str) -> String {
+    format!(
+        "SELECT {select} FROM {relation} WHERE \"id\" IS NOT NULL AND \"id\"::text COLLATE \"C\" > $1::text COLLATE \"C\" \
+         ORDER BY \"id\"::text COLLATE \"C\" LIMIT $2"
+    )
+}
+
 /// A column as the catalog describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CatalogColumn {

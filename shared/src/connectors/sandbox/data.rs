@@ -4,7 +4,7 @@
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::talkdesk::{Contact, Interaction, Priority, Status};
+use crate::talkdesk::{Agent, Contact, Interaction, Priority, Status};
 
 /// A contact as the sandbox stores it: the Talkdesk contact plus when it last changed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,6 +28,9 @@ pub struct SandboxData {
     pub contacts: Vec<SandboxContact>,
     #[serde(default)]
     pub interactions: Vec<SandboxInteraction>,
+    /// The agents `POST /agents` lists (none when a data file has no `agents`).
+    #[serde(default)]
+    pub agents: Vec<Agent>,
 }
 
 /// How much data to generate.
@@ -328,8 +331,25 @@ pub fn generate(options: GenerateOptions) -> SandboxData {
             });
         }
     }
-    SandboxData { contacts, interactions }
+    let agents = (0..AGENTS)
+        .map(|i| {
+            let (first, last) = (rng.pick(FIRST), rng.pick(LAST));
+            Agent {
+                id: (9_001 + i).to_string(),
+                name: format!("{first} {last}"),
+                email: format!("{}.{}.{}@agents.sandbox.example.com", slug(first), slug(last), 9_001 + i),
+            }
+        })
+        .collect();
+    SandboxData {
+        contacts,
+        interactions,
+        agents,
+    }
 }
+
+/// Agents the generated sandbox has.
+pub const AGENTS: usize = 36;
 
 #[cfg(test)]
 mod tests {

@@ -10,11 +10,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use phonenumber::country::Id as Region;
 
-use super::{Candidate, Connector, ConnectorError, ContactBatch, ContactQuery, ContactRecord, Identifier, LookupCosts, PersonRef};
+use super::{
+    AgentPage, Candidate, Connector, ConnectorError, ContactBatch, ContactQuery, ContactRecord, Identifier, LookupCosts, PersonRef,
+};
 use crate::config::{Config, ConfigError};
 use crate::phone;
 use crate::sync::{Position, SyncKey};
-use crate::talkdesk::{Auth, Interaction};
+use crate::talkdesk::registration::Integration;
+use crate::talkdesk::{Agent, Auth, Interaction};
 
 pub mod data;
 
@@ -27,6 +30,7 @@ struct State {
     by_email: HashMap<String, HashSet<String>>,
     by_phone: HashMap<String, HashSet<String>>,
     interactions: HashMap<String, Vec<Interaction>>,
+    agents: Vec<Agent>,
 }
 
 /// The sandbox's records, indexed for sync order and for lookups by email and phone.
@@ -50,6 +54,7 @@ impl SandboxStore {
             for i in data.interactions {
                 st.interactions.entry(i.contact_id).or_default().push(i.interaction);
             }
+            st.agents = data.agents;
         }
         store
     }
@@ -174,6 +179,19 @@ impl SandboxStore {
         }
     }
 
+    /// Up to `limit` agents from the `from`-th, and whether more follow.
+    pub fn agents(&self, from: usize, limit: usize) -> (Vec<Agent>, bool) {
+        let st = self.read();
+        let page: Vec<Agent> = st.agents.iter().skip(from).take(limit).cloned().collect();
+        let more = from + page.len() < st.agents.len();
+        (page, more)
+    }
+
+    /// Replaces the agents.
+    pub fn set_agents(&self, agents: Vec<Agent>) {
+        self.write().agents = agents;
+    }
+
     /// Contact `id`'s interactions of the given types; `None` when the contact does not exist.
     pub fn interactions_of(&self, id: &str, types: &[String]) -> Option<Vec<Interaction>> {
         let st = self.read();
@@ -196,6 +214,18 @@ fn candidate_of(c: &SandboxContact) -> Candidate {
         emails: c.contact.emails.clone(),
         phones: c.contact.phones.clone(),
         complete: true,
+    }
+}
+
+/// The sandbox in Talkdesk's configuration document: no credentials of its own.
+pub fn integration(_config: &Config) -> Integration {
+    Integration {
+        name: "talkdesk-bridge-sandbox".into(),
+        display_name: "Talkdesk bridge (sandbox)".into(),
+        description:
+            "Generated contacts, agents and their tickets, calls, emails and chats, to try the Talkdesk bridge without any account.".into(),
+        auth_fields: vec![],
+        interaction_types: data::INTERACTION_TYPES.iter().map(|t| t.to_string()).collect(),
     }
 }
 
@@ -314,6 +344,24 @@ impl Connector for Sandbox {
     ) -> Result<Option<Vec<Interaction>>, ConnectorError> {
         Ok(self.store.interactions_of(&person.0, types))
     }
+
+    /// The sandbox has no credentials to check: whatever `account` accepts is valid.
+    async fn validate(&self, _auth: &Auth, _budget: &dyn crate::sync::Budget) -> Result<(), ConnectorError> {
+        Ok(())
+    }
+
+    /// Pages of `SANDBOX_PAGE_SIZE` agents; the cursor is the index of the next one.
+    async fn agents(&self, _auth: &Auth, cursor: Option<&str>, _budget: &dyn crate::sync::Budget) -> Result<AgentPage, ConnectorError> {
+        let from = match cursor {
+            None => 0,
+            Some(c) => c.parse::<usize>().map_err(|_| ConnectorError::BadGateway {
+                message: "the sandbox was given an agents cursor it did not issue".into(),
+            })?,
+        };
+        let (agents, more) = self.store.agents(from, self.max_page_size);
+        let next_cursor = more.then(|| (from + agents.len()).to_string());
+        Ok(AgentPage { agents, next_cursor })
+    }
 }
 
 #[cfg(test)]
@@ -339,7 +387,7 @@ mod tests {
         SandboxStore::new(
             SandboxData {
                 contacts,
-                interactions: vec![],
+                ..SandboxData::default()
             },
             phone::parse_region("US").unwrap(),
         )

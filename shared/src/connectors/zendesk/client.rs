@@ -34,6 +34,8 @@ pub(crate) enum Op {
     UserSearch,
     Identities,
     RequestedTickets,
+    CurrentUser,
+    Agents,
 }
 
 impl Op {
@@ -44,6 +46,8 @@ impl Op {
             Op::UserSearch => "searching users",
             Op::Identities => "reading user identities",
             Op::RequestedTickets => "listing a user's tickets",
+            Op::CurrentUser => "reading the signed-in user",
+            Op::Agents => "listing agents",
         }
     }
 
@@ -54,12 +58,15 @@ impl Op {
             Op::UserSearch => "user_search",
             Op::Identities => "identities",
             Op::RequestedTickets => "requested_tickets",
+            Op::CurrentUser => "current_user",
+            Op::Agents => "agents",
         }
     }
 
     fn forbidden(self) -> String {
         match self {
             Op::UserExport => "Zendesk refused the incremental user export (403): it is allowed for admins only, so the credentials must belong to a Zendesk admin".into(),
+            Op::CurrentUser => "Zendesk refused to show the user the credentials belong to (403): the integration needs a Zendesk admin's credentials".into(),
             other => format!("Zendesk refused access while {} (403): the credentials need an agent or admin who can see users and tickets", other.doing()),
         }
     }

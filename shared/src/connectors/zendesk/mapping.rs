@@ -26,7 +26,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::settings::UserFieldMap;
-use crate::talkdesk::{Contact, Interaction, Priority, Status};
+use crate::connectors::ConnectorError;
+use crate::talkdesk::{Agent, Contact, Interaction, Priority, Status};
 
 /// The longest ticket description given to Talkdesk, in characters (an ellipsis included).
 pub const DESCRIPTION_MAX_CHARS: usize = 500;
@@ -142,6 +143,93 @@ pub struct CursorMeta {
     pub has_more: bool,
     #[serde(default)]
     pub after_cursor: Option<String>,
+}
+
+/// `GET /api/v2/users/me`: the user the credentials belong to. Zendesk answers an unauthenticated request
+/// with an anonymous user whose `id` is `null` (not verified against a live account), so `id` is optional.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Me {
+    pub user: CurrentUser,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CurrentUser {
+    #[serde(default)]
+    pub id: Option<u64>,
+    #[serde(default)]
+    pub role: Option<String>,
+    #[serde(default = "yes")]
+    pub active: bool,
+    #[serde(default)]
+    pub suspended: bool,
+}
+
+/// What keeps the user the credentials belong to from running the integration, if anything: the contact
+/// sync reads the incremental user export, which Zendesk allows for admins only.
+pub fn validation_problem(me: &CurrentUser) -> Option<ConnectorError> {
+    if me.id.is_none() {
+        return Some(ConnectorError::Unauthorized { system: "Zendesk" });
+    }
+    if !me.active || me.suspended {
+        return Some(ConnectorError::Forbidden {
+            message: "the Zendesk user these credentials belong to is suspended or deleted".into(),
+        });
+    }
+    match me.role.as_deref() {
+        Some("admin") => None,
+        role => Some(ConnectorError::Forbidden {
+            message: format!(
+                "the Zendesk user these credentials belong to is {}, not an admin: contact synchronization reads Zendesk's \
+                 incremental user export, which only admins may read; use an admin's email and API token",
+                match role {
+                    Some("agent") => "an agent",
+                    Some("end-user") => "an end-user",
+                    _ => "of an unknown role",
+                }
+            ),
+        }),
+    }
+}
+
+/// One page of `GET /api/v2/users` with cursor pagination (`page[size]`, `page[after]`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct UserPage {
+    pub users: Vec<User>,
+    #[serde(default)]
+    pub meta: CursorMeta,
+}
+
+/// Why a listed user is not a Talkdesk agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotAnAgent {
+    /// Deleted or suspended.
+    Inactive,
+    /// An end-user (the listing asks for agents and admins only; kept as a check).
+    EndUser,
+    /// No email: Talkdesk's agent needs one.
+    NoEmail,
+}
+
+/// A live agent or admin as a Talkdesk agent (name falls back to the email).
+pub fn agent(user: &User) -> Result<Agent, NotAnAgent> {
+    if !user.active || user.suspended {
+        return Err(NotAnAgent::Inactive);
+    }
+    if !matches!(user.role.as_deref(), Some("agent" | "admin")) {
+        return Err(NotAnAgent::EndUser);
+    }
+    let email = user
+        .email
+        .as_deref()
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .ok_or(NotAnAgent::NoEmail)?;
+    let name = user.name.as_deref().map(str::trim).filter(|n| !n.is_empty()).unwrap_or(email);
+    Ok(Agent {
+        id: user.id.to_string(),
+        name: name.to_string(),
+        email: email.to_string(),
+    })
 }
 
 /// One page of `GET /api/v2/users/{id}/tickets/requested` with cursor pagination.

@@ -31,9 +31,12 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use futures::stream::{self, StreamExt, TryStreamExt};
 
-use super::{Candidate, Connector, ConnectorError, ContactBatch, ContactQuery, ContactRecord, Identifier, LookupCosts, PersonRef};
+use super::{
+    AgentPage, Candidate, Connector, ConnectorError, ContactBatch, ContactQuery, ContactRecord, Identifier, LookupCosts, PersonRef,
+};
 use crate::config::{Config, ConfigError};
 use crate::sync::Budget;
+use crate::talkdesk::registration::{AuthField, Integration};
 use crate::talkdesk::{Auth, Interaction};
 
 pub mod client;
@@ -43,7 +46,7 @@ pub mod settings;
 
 use client::{Op, Patience, ZendeskHttp, SYSTEM};
 pub use credentials::{valid_subdomain, Credentials};
-use mapping::{ExportPage, Identities, Organizations, Skip, TicketPage, User, Users};
+use mapping::{ExportPage, Identities, Me, NotAnAgent, Organizations, Skip, TicketPage, User, UserPage, Users};
 pub use settings::{UserFieldMap, ZendeskConfig};
 
 /// Zendesk's largest export page.
@@ -63,12 +66,48 @@ pub const LOOKUP_CONCURRENCY: usize = 4;
 pub const MAX_TICKET_PAGES: usize = 5;
 /// Tickets per page of requested tickets (Zendesk's maximum).
 pub const TICKET_PAGE: usize = 100;
+/// Users per page of the agents listing (Zendesk's cursor pagination maximum).
+pub const AGENTS_PAGE: usize = 100;
 /// Requests one lookup call may send for one page: the request and one repeat after a short `Retry-After`.
 const ATTEMPTS_PER_REQUEST: usize = 2;
 /// Ids logged at most per skipped-users line.
 const MAX_LOGGED_IDS: usize = 50;
 
 const TYPES: &[&str] = &["ticket"];
+
+/// Zendesk in Talkdesk's configuration document: the `auth` fields [`Credentials`] reads for an API token
+/// login (an OAuth `access_token` is the alternative, for integrations registered with `oauth2`).
+pub fn integration(_config: &Config) -> Integration {
+    Integration {
+        name: "talkdesk-bridge-zendesk".into(),
+        display_name: "Zendesk Support".into(),
+        description: "Zendesk Support users as Talkdesk contacts, Zendesk agents as Talkdesk agents, and the tickets a caller requested on the agent's screen.".into(),
+        auth_fields: vec![
+            AuthField {
+                name: "subdomain",
+                display: "Zendesk subdomain",
+                mandatory: true,
+                help: "The first part of your Zendesk address: acme for acme.zendesk.com.",
+                format: Some("https://{{subdomain}}.zendesk.com"),
+            },
+            AuthField {
+                name: "email",
+                display: "Admin email",
+                mandatory: true,
+                help: "The email address of a Zendesk admin (only admins may read the incremental user export the contact sync uses).",
+                format: None,
+            },
+            AuthField {
+                name: "api_token",
+                display: "API token",
+                mandatory: true,
+                help: "A Zendesk API token: Admin Center > Apps and integrations > APIs > Zendesk API.",
+                format: None,
+            },
+        ],
+        interaction_types: TYPES.iter().map(|t| t.to_string()).collect(),
+    }
+}
 
 /// Organization names per `(subdomain, organization id)`; `None` remembers that it does not exist.
 #[derive(Default)]
@@ -437,5 +476,65 @@ impl Connector for Zendesk {
         };
         let agent_base = creds.agent_base();
         Ok(Some(tickets.iter().filter_map(|t| mapping::interaction(t, &agent_base)).collect()))
+    }
+
+    /// `GET /api/v2/users/me`: one cheap request that proves the credentials and tells the user's role.
+    /// Only an admin may read the incremental user export the contact sync uses, so anything else is refused
+    /// with a message saying an admin is needed.
+    async fn validate(&self, auth: &Auth, budget: &dyn Budget) -> Result<(), ConnectorError> {
+        let creds = Credentials::from_auth(auth)?;
+        let me: Option<Me> = self
+            .http
+            .get(&creds, "/api/v2/users/me", &[], Op::CurrentUser, Patience::Brief(budget))
+            .await?;
+        let me = me.ok_or_else(|| ConnectorError::BadGateway {
+            message: "Zendesk answered 404 to users/me; check the subdomain".into(),
+        })?;
+        match mapping::validation_problem(&me.user) {
+            None => Ok(()),
+            Some(problem) => Err(problem),
+        }
+    }
+
+    /// `GET /api/v2/users?role[]=agent&role[]=admin`, [`AGENTS_PAGE`] users a page, cursor pagination.
+    /// Deleted and suspended users, and users without an email, are skipped and logged by id.
+    async fn agents(&self, auth: &Auth, cursor: Option<&str>, budget: &dyn Budget) -> Result<AgentPage, ConnectorError> {
+        let creds = Credentials::from_auth(auth)?;
+        let mut query = vec![
+            ("role[]", "agent".to_string()),
+            ("role[]", "admin".to_string()),
+            ("page[size]", AGENTS_PAGE.to_string()),
+        ];
+        if let Some(c) = cursor {
+            query.push(("page[after]", c.to_string()));
+        }
+        let page: Option<UserPage> = self
+            .http
+            .get(&creds, "/api/v2/users", &query, Op::Agents, Patience::Budget(budget))
+            .await?;
+        let page = page.ok_or_else(|| ConnectorError::BadGateway {
+            message: "Zendesk answered 404 to the users listing; check the subdomain".into(),
+        })?;
+        let mut skipped: HashMap<&'static str, Vec<u64>> = HashMap::new();
+        let mut agents = Vec::with_capacity(page.users.len());
+        for user in &page.users {
+            match mapping::agent(user) {
+                Ok(a) => agents.push(a),
+                Err(NotAnAgent::Inactive) => skipped.entry("inactive agent").or_default().push(user.id),
+                Err(NotAnAgent::EndUser) => skipped.entry("end-user in the agents listing").or_default().push(user.id),
+                Err(NotAnAgent::NoEmail) => skipped.entry("agent without email").or_default().push(user.id),
+            }
+        }
+        log_skipped(&skipped);
+        let next_cursor = match (page.meta.has_more, page.meta.after_cursor) {
+            (false, _) => None,
+            (true, Some(next)) => Some(next),
+            (true, None) => {
+                return Err(ConnectorError::BadGateway {
+                    message: "Zendesk's users listing says more pages follow but gives no `after_cursor`".into(),
+                })
+            }
+        };
+        Ok(AgentPage { agents, next_cursor })
     }
 }
