@@ -373,6 +373,7 @@ impl ConnectorKind {
             ConnectorKind::Sandbox => sandbox::integration(config),
             ConnectorKind::Zendesk => zendesk::integration(config),
             ConnectorKind::Postgres => postgres::integration(config),
+            ConnectorKind::HubSpot => hubspot::integration(config),
         }
     }
 }

@@ -50,6 +50,7 @@ use super::{Candidate, Connector, ConnectorError, ContactBatch, ContactQuery, Co
 use crate::config::{Config, ConfigError};
 use crate::sync::position::micros;
 use crate::sync::Budget;
+use crate::talkdesk::registration::{AuthField, Integration};
 use crate::talkdesk::{Auth, Interaction};
 
 pub mod client;
@@ -108,6 +109,33 @@ impl<T: Clone> Cached<T> {
             self.entries.clear();
         }
         self.entries.insert(key.to_string(), (value, Instant::now()));
+    }
+}
+
+/// HubSpot in Talkdesk's configuration document: the `auth` fields [`Credentials`] reads.
+pub fn integration(_config: &Config) -> Integration {
+    Integration {
+        name: "talkdesk-bridge-hubspot".into(),
+        display_name: "HubSpot CRM".into(),
+        description: "HubSpot contacts as Talkdesk contacts, and a caller's HubSpot tickets and calls on the agent's screen.".into(),
+        auth_fields: vec![
+            AuthField {
+                name: "access_token",
+                display: "Private app access token",
+                mandatory: true,
+                help:
+                    "The access token of a HubSpot private app with the scopes the README lists (Settings > Integrations > Private apps).",
+                format: None,
+            },
+            AuthField {
+                name: "portal_id",
+                display: "HubSpot account id",
+                mandatory: false,
+                help: "Your HubSpot account (portal) id: binds sync positions to the account, so a new token continues the sync.",
+                format: None,
+            },
+        ],
+        interaction_types: TYPES.iter().map(|t| t.to_string()).collect(),
     }
 }
 
@@ -362,6 +390,29 @@ impl Connector for HubSpot {
             identifiers: ATTEMPTS_PER_REQUEST,
             fetch: ATTEMPTS_PER_REQUEST * (2 + 2 * TYPES.len()),
         }
+    }
+
+    /// The account details (proves the token and checks `portal_id`), then a one-result contact search:
+    /// the contact sync needs `crm.objects.contacts.read`, so a token without it is refused here rather than
+    /// at the first sync. Ticket and call scopes are optional (a type the token may not read is left out).
+    async fn validate(&self, auth: &Auth, budget: &dyn Budget) -> Result<(), ConnectorError> {
+        let creds = Credentials::from_auth(auth)?;
+        self.portal(&creds, budget).await?;
+        let body = json!({"limit": 1, "properties": ["lastmodifieddate"]});
+        self.send::<SearchPage>(
+            &creds,
+            Call::Post("/crm/v3/objects/contacts/search", &body),
+            Op::PersonSearch,
+            Patience::Brief(budget),
+        )
+        .await
+        .map_err(|e| match e {
+            ConnectorError::Forbidden { message } => ConnectorError::Forbidden {
+                message: format!("the private app needs the crm.objects.contacts.read scope: {message}"),
+            },
+            other => other,
+        })?;
+        Ok(())
     }
 
     async fn find_people(&self, auth: &Auth, identifier: &Identifier, budget: &dyn Budget) -> Result<Vec<Candidate>, ConnectorError> {
