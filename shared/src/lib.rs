@@ -8,6 +8,7 @@ pub mod api;
 pub mod config;
 pub mod connectors;
 pub mod error;
+pub mod http;
 pub mod lookup;
 pub mod metrics;
 pub mod phone;

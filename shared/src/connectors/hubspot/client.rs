@@ -169,13 +169,9 @@ pub(crate) enum Call<'a> {
 
 impl HubSpotHttp {
     pub(crate) fn new(connect_timeout: Duration, request_timeout: Duration, base: String) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
+        let client = crate::http::client_builder()
             .connect_timeout(connect_timeout)
             .timeout(request_timeout)
-            // A redirect could carry the token to another host: never follow one.
-            .redirect(reqwest::redirect::Policy::none())
-            .tcp_nodelay(true)
-            .user_agent(concat!("talkdesk-bridge/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(HubSpotHttp {
             client,

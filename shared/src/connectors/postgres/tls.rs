@@ -1,7 +1,8 @@
 //! TLS for tokio-postgres with rustls, on the aws-lc-rs provider the AWS SDK and reqwest already use.
 //!
-//! - `verify-full`: the server's certificate must chain to a trusted root (the system's, plus the PEM file
-//!   `POSTGRES_SSLROOTCERT` names, e.g. the RDS certificate bundle) and name the host connected to.
+//! - `verify-full`: the server's certificate must chain to a trusted root (Mozilla's, compiled in as for
+//!   every outbound connection, see [`crate::http`], plus the PEM file `POSTGRES_SSLROOTCERT` names, e.g.
+//!   the RDS certificate bundle) and name the host connected to.
 //! - `require`: encrypted, but any certificate is accepted (the handshake signature is still checked
 //!   against the certificate presented). Protects against eavesdropping, not against an impostor, exactly
 //!   as libpq's `sslmode=require`.
@@ -33,8 +34,6 @@ pub enum TlsSetupError {
     Unreadable { path: String, error: String },
     #[error("{path} holds no PEM certificate")]
     NoCertificate { path: String },
-    #[error("no trusted root certificate was found on this system; set POSTGRES_SSLROOTCERT to a PEM bundle")]
-    NoRoots,
     #[error("TLS could not be set up: {0}")]
     Rustls(String),
 }
@@ -56,9 +55,9 @@ pub fn client_config(mode: SslMode, extra_roots: Option<&Path>) -> Result<Option
             .with_custom_certificate_verifier(Arc::new(AnyCertificate { provider }))
             .with_no_client_auth(),
         SslMode::VerifyFull => {
-            let mut roots = RootCertStore::empty();
-            let native = rustls_native_certs::load_native_certs();
-            roots.add_parsable_certificates(native.certs);
+            let mut roots = RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            };
             if let Some(path) = extra_roots {
                 let shown = path.display().to_string();
                 let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
@@ -78,9 +77,6 @@ pub fn client_config(mode: SslMode, extra_roots: Option<&Path>) -> Result<Option
                 if added == 0 {
                     return Err(TlsSetupError::NoCertificate { path: shown });
                 }
-            }
-            if roots.is_empty() {
-                return Err(TlsSetupError::NoRoots);
             }
             builder.with_root_certificates(roots).with_no_client_auth()
         }

@@ -183,12 +183,9 @@ pub(crate) struct ZendeskHttp {
 
 impl ZendeskHttp {
     pub(crate) fn new(connect_timeout: Duration, request_timeout: Duration, base_override: Option<String>) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
+        let client = crate::http::client_builder()
             .connect_timeout(connect_timeout)
             .timeout(request_timeout)
-            // A redirect could carry the credentials to another host: never follow one.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("talkdesk-bridge/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(ZendeskHttp {
             client,
@@ -372,7 +369,7 @@ impl ZendeskHttp {
                 }
             }
         })?;
-        match serde_json::from_slice::<T>(&body) {
+        match crate::http::parse_json::<T>(&body) {
             Ok(v) => Ok((Some(v), quota)),
             Err(_) if html || body.trim_ascii_start().starts_with(b"<") => Err(ConnectorError::BadGateway {
                 message: format!("Zendesk answered with an HTML page instead of JSON while {}", op.doing()),
