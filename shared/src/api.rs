@@ -19,6 +19,65 @@ use crate::secrets::Secret;
 use crate::sync::{self, Budget, Pacer, PageLimits, TokenSigner};
 use crate::talkdesk::{self, ContactsResponse};
 
+/// A contacts page as the engine filled it: the contacts already serialised, the tokens to send with them.
+struct ContactsPage {
+    contacts: sync::ContactsJson,
+    synchronization_checkpoint: String,
+    next_offset: Option<String>,
+    context: Option<Value>,
+}
+
+impl ContactsPage {
+    /// The response body: [`ContactsResponse`]'s JSON, written around the serialised contacts.
+    fn to_json(&self) -> String {
+        ContactsResponse::json_around(
+            self.contacts.as_bytes(),
+            &self.synchronization_checkpoint,
+            self.next_offset.as_deref(),
+            self.context.as_ref(),
+        )
+    }
+}
+
+/// How long each step of [`App::from_env`] took, logged at DEBUG once INIT is done.
+struct InitSteps {
+    started: Instant,
+    last: Instant,
+    steps: Vec<(&'static str, std::time::Duration)>,
+}
+
+impl InitSteps {
+    fn start() -> Self {
+        let now = Instant::now();
+        InitSteps {
+            started: now,
+            last: now,
+            steps: Vec::with_capacity(6),
+        }
+    }
+
+    fn done(&mut self, step: &'static str) {
+        let now = Instant::now();
+        self.steps.push((step, now - self.last));
+        self.last = now;
+    }
+
+    fn log(&self) {
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let steps: Vec<String> = self
+                .steps
+                .iter()
+                .map(|(step, took)| format!("{step} {:.2} ms", took.as_secs_f64() * 1000.0))
+                .collect();
+            tracing::debug!(
+                total_ms = self.started.elapsed().as_secs_f64() * 1000.0,
+                steps = %steps.join(", "),
+                "INIT steps"
+            );
+        }
+    }
+}
+
 /// Everything built once per container at cold start and borrowed by every invocation.
 pub struct App {
     pub config: Config,
@@ -34,17 +93,36 @@ impl App {
     /// Reads the environment, builds the configured connector and, when `BRIDGE_SSM_PREFIX` is set, reads
     /// the secrets from SSM, then lets the connector check its configuration ([`App::prepare`]). Fails
     /// INIT on a bad configuration or when SSM cannot be read.
+    ///
+    /// With SSM, the AWS configuration is read on a runtime worker while the connector is built here, and
+    /// the time of each step is logged at DEBUG (`AWS_LAMBDA_LOG_LEVEL=DEBUG`).
     pub async fn from_env() -> Result<Self, ConfigError> {
+        let mut steps = InitSteps::start();
         let config = Config::from_env()?;
-        let connector = connectors::build(&config)?;
+        steps.done("configuration read");
         let app = match config.ssm_prefix.clone() {
             Some(prefix) => {
-                let cache = SsmCache::from_env(prefix, config.ssm_ttl).await;
-                App::with_ssm(config, connector, cache).await?
+                let sdk = tokio::spawn(SsmCache::from_env(prefix.clone(), config.ssm_ttl));
+                let connector = connectors::build(&config)?;
+                steps.done("connector built");
+                let cache = sdk.await.map_err(|e| ConfigError::Invalid {
+                    name: "BRIDGE_SSM_PREFIX",
+                    problem: format!("the AWS configuration could not be read: {e}"),
+                })?;
+                steps.done("AWS configuration read");
+                let app = App::with_ssm(config, connector, cache).await?;
+                steps.done("secrets read from SSM");
+                app
             }
-            None => App::new(config, connector)?,
+            None => {
+                let connector = connectors::build(&config)?;
+                steps.done("connector built");
+                App::new(config, connector)?
+            }
         };
         app.prepare().await?;
+        steps.done("connector prepared");
+        steps.log();
         Ok(App { emit_metrics: true, ..app })
     }
 
@@ -181,7 +259,7 @@ impl App {
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "contacts page"
                 );
-                ApiResponse::json(200, serde_json::to_string(&response).unwrap_or_default())
+                ApiResponse::json(200, response.to_json())
             }
             Err(e) => self.failure("contacts", e, started),
         };
@@ -195,7 +273,7 @@ impl App {
         body: &[u8],
         budget: &dyn Budget,
         now: DateTime<Utc>,
-    ) -> Result<(ContactsResponse, sync::PageStats), ApiError> {
+    ) -> Result<(ContactsPage, sync::PageStats), ApiError> {
         let (root, secrets) = self.admit(bearer, body).await?;
         let mut request = talkdesk::contacts_request_from(&root)?;
         secrets.fill_credentials(&mut request.auth);
@@ -232,7 +310,7 @@ impl App {
         .await?;
         let next_offset = outcome.next.as_ref().map(|n| signer.encode_offset(&account, n));
         let context = outcome.next.as_ref().map(|n| json!({"page": n.page}));
-        let response = ContactsResponse {
+        let response = ContactsPage {
             contacts: outcome.contacts,
             synchronization_checkpoint: signer.encode_checkpoint(&account, &outcome.checkpoint),
             next_offset,

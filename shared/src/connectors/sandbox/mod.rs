@@ -1,10 +1,15 @@
 //! The embedded sandbox: an external system that lives in memory, so the bridge runs end to end with no
 //! account anywhere. Its data is generated deterministically (see [`data`]) or read from `SANDBOX_DATA`.
 //! Tests change it between pages through [`SandboxStore`].
+//!
+//! Nothing of it is built at INIT unless `SANDBOX_DATA` names a file (read then, so a bad file fails INIT):
+//! the generated data is made on first use, and the phone index on the first lookup by phone, because
+//! making both (2,500 contacts, about 12,500 interactions, every phone number parsed) took a cold start
+//! from 2 ms to about 120 ms (issue 14, BENCHMARKS.md).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ops::Bound;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -28,7 +33,9 @@ struct State {
     contacts: HashMap<String, SandboxContact>,
     order: BTreeSet<SyncKey>,
     by_email: HashMap<String, HashSet<String>>,
-    by_phone: HashMap<String, HashSet<String>>,
+    /// Built on the first lookup by phone (parsing every number is the expensive part), then kept up to
+    /// date by [`SandboxStore::upsert`].
+    by_phone: Option<HashMap<String, HashSet<String>>>,
     interactions: HashMap<String, Vec<Interaction>>,
     agents: Vec<Agent>,
 }
@@ -78,9 +85,11 @@ impl SandboxStore {
                     set.remove(&id);
                 }
             }
-            for p in &old.contact.phones {
-                if let Some(set) = phone::to_e164(p, self.region).and_then(|k| st.by_phone.get_mut(&k)) {
-                    set.remove(&id);
+            if st.by_phone.is_some() {
+                for p in &old.contact.phones {
+                    if let Some(set) = phone::to_e164(p, self.region).and_then(|k| st.by_phone.as_mut()?.get_mut(&k)) {
+                        set.remove(&id);
+                    }
                 }
             }
         }
@@ -88,12 +97,39 @@ impl SandboxStore {
         for e in &record.contact.emails {
             st.by_email.entry(e.to_lowercase()).or_default().insert(id.clone());
         }
-        for p in &record.contact.phones {
-            if let Some(k) = phone::to_e164(p, self.region) {
-                st.by_phone.entry(k).or_default().insert(id.clone());
+        if let Some(by_phone) = st.by_phone.as_mut() {
+            for p in &record.contact.phones {
+                if let Some(k) = phone::to_e164(p, self.region) {
+                    by_phone.entry(k).or_default().insert(id.clone());
+                }
             }
         }
         st.contacts.insert(id, record);
+    }
+
+    /// The state with its phone index built.
+    fn read_with_phones(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        {
+            let st = self.read();
+            if st.by_phone.is_some() {
+                return st;
+            }
+        }
+        {
+            let mut st = self.write();
+            if st.by_phone.is_none() {
+                let mut by_phone: HashMap<String, HashSet<String>> = HashMap::new();
+                for (id, c) in &st.contacts {
+                    for p in &c.contact.phones {
+                        if let Some(k) = phone::to_e164(p, self.region) {
+                            by_phone.entry(k).or_default().insert(id.clone());
+                        }
+                    }
+                }
+                st.by_phone = Some(by_phone);
+            }
+        }
+        self.read()
     }
 
     /// Adds an interaction to a contact.
@@ -157,12 +193,15 @@ impl SandboxStore {
 
     /// The contacts holding `identifier` (already normalised), each with all its emails and phones.
     pub fn people_with(&self, identifier: &Identifier) -> Vec<Candidate> {
-        let st = self.read();
-        let index = match identifier {
-            Identifier::Email(_) => &st.by_email,
-            Identifier::Phone(_) => &st.by_phone,
+        let st = match identifier {
+            Identifier::Email(_) => self.read(),
+            Identifier::Phone(_) => self.read_with_phones(),
         };
-        let mut ids: Vec<&String> = index.get(identifier.value()).into_iter().flatten().collect();
+        let index = match identifier {
+            Identifier::Email(_) => Some(&st.by_email),
+            Identifier::Phone(_) => st.by_phone.as_ref(),
+        };
+        let mut ids: Vec<&String> = index.and_then(|i| i.get(identifier.value())).into_iter().flatten().collect();
         ids.sort_unstable();
         ids.into_iter().filter_map(|id| st.contacts.get(id)).map(candidate_of).collect()
     }
@@ -231,7 +270,10 @@ pub fn integration(_config: &Config) -> Integration {
 
 /// The sandbox connector.
 pub struct Sandbox {
-    store: Arc<SandboxStore>,
+    /// Set at construction from a store or a data file; generated on first use otherwise.
+    store: OnceLock<Arc<SandboxStore>>,
+    /// The region the generated store reads phone numbers in.
+    region: Region,
     max_page_size: usize,
     lag: Duration,
 }
@@ -242,14 +284,16 @@ pub const DEFAULT_PAGE_SIZE: usize = 200;
 impl Sandbox {
     pub fn new(store: Arc<SandboxStore>, max_page_size: usize, lag: Duration) -> Self {
         Sandbox {
-            store,
+            region: store.region,
+            store: OnceLock::from(store),
             max_page_size: max_page_size.max(1),
             lag,
         }
     }
 
+    /// The generated sandbox (made on first use), or the one `SANDBOX_DATA` names (read now).
     pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
-        let data = match &config.sandbox.data_file {
+        let data: SandboxData = match &config.sandbox.data_file {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Invalid {
                     name: "SANDBOX_DATA",
@@ -260,14 +304,28 @@ impl Sandbox {
                     problem: format!("{} is not sandbox data: {e}", path.display()),
                 })?
             }
-            None => generate(GenerateOptions::default()),
+            None => {
+                return Ok(Sandbox {
+                    store: OnceLock::new(),
+                    region: config.default_region,
+                    max_page_size: config.sandbox.page_size.max(1),
+                    lag: config.sandbox.lag,
+                })
+            }
         };
         let store = Arc::new(SandboxStore::new(data, config.default_region));
         Ok(Sandbox::new(store, config.sandbox.page_size, config.sandbox.lag))
     }
 
+    /// The store, generated now if this is its first use.
     pub fn store(&self) -> &Arc<SandboxStore> {
-        &self.store
+        self.store
+            .get_or_init(|| Arc::new(SandboxStore::new(generate(GenerateOptions::default()), self.region)))
+    }
+
+    /// Whether the store exists yet (false until the first use of a generated sandbox).
+    pub fn is_built(&self) -> bool {
+        self.store.get().is_some()
     }
 }
 
@@ -298,7 +356,7 @@ impl Connector for Sandbox {
     }
 
     async fn contacts(&self, _auth: &Auth, query: &ContactQuery<'_>) -> Result<ContactBatch, ConnectorError> {
-        let (records, done) = self.store.page(query.after, query.until, query.limit.min(self.max_page_size));
+        let (records, done) = self.store().page(query.after, query.until, query.limit.min(self.max_page_size));
         Ok(ContactBatch {
             records,
             next_cursor: None,
@@ -322,7 +380,7 @@ impl Connector for Sandbox {
         identifier: &Identifier,
         _budget: &dyn crate::sync::Budget,
     ) -> Result<Vec<Candidate>, ConnectorError> {
-        Ok(self.store.people_with(identifier))
+        Ok(self.store().people_with(identifier))
     }
 
     async fn identifiers_of(
@@ -331,7 +389,7 @@ impl Connector for Sandbox {
         person: &PersonRef,
         _budget: &dyn crate::sync::Budget,
     ) -> Result<Candidate, ConnectorError> {
-        Ok(self.store.identifiers_of(&person.0))
+        Ok(self.store().identifiers_of(&person.0))
     }
 
     async fn interactions_of(
@@ -342,7 +400,7 @@ impl Connector for Sandbox {
         _limit: usize,
         _budget: &dyn crate::sync::Budget,
     ) -> Result<Option<Vec<Interaction>>, ConnectorError> {
-        Ok(self.store.interactions_of(&person.0, types))
+        Ok(self.store().interactions_of(&person.0, types))
     }
 
     /// The sandbox has no credentials to check: whatever `account` accepts is valid.
@@ -358,7 +416,7 @@ impl Connector for Sandbox {
                 message: "the sandbox was given an agents cursor it did not issue".into(),
             })?,
         };
-        let (agents, more) = self.store.agents(from, self.max_page_size);
+        let (agents, more) = self.store().agents(from, self.max_page_size);
         let next_cursor = more.then(|| (from + agents.len()).to_string());
         Ok(AgentPage { agents, next_cursor })
     }
@@ -420,5 +478,40 @@ mod tests {
         let found = s.people_with(&Identifier::Phone("+442079460001".into()));
         assert_eq!(found.iter().map(|c| c.person.0.as_str()).collect::<Vec<_>>(), vec!["1"]);
         assert_eq!(s.snapshot()[0].updated_at.timestamp(), 50);
+    }
+
+    #[test]
+    fn the_phone_index_built_late_sees_every_change_before_and_after() {
+        let s = store(vec![contact("1", 10, "(415) 555-0100"), contact("2", 20, "(415) 555-0200")]);
+        // Changed before any lookup by phone: the index, built on the first one, reads the current phones.
+        s.upsert(contact("2", 30, "(415) 555-0222"));
+        let ids = |p: &str| -> Vec<String> {
+            s.people_with(&Identifier::Phone(p.into()))
+                .into_iter()
+                .map(|c| c.person.0)
+                .collect()
+        };
+        assert_eq!(ids("+14155550100"), vec!["1"]);
+        assert!(ids("+14155550200").is_empty());
+        assert_eq!(ids("+14155550222"), vec!["2"]);
+        // Changed after it was built: kept up to date.
+        s.upsert(contact("1", 40, "(415) 555-0111"));
+        assert!(ids("+14155550100").is_empty());
+        assert_eq!(ids("+14155550111"), vec!["1"]);
+    }
+
+    #[tokio::test]
+    async fn the_generated_sandbox_is_made_on_first_use_not_at_start() {
+        let config = Config::from_lookup(&|_| None).unwrap();
+        let sandbox = Sandbox::from_config(&config).unwrap();
+        assert!(!sandbox.is_built(), "nothing generated at INIT");
+        let budget = crate::sync::budget::Unlimited;
+        let found = sandbox
+            .find_people(&Auth::default(), &Identifier::Email("nobody@example.com".into()), &budget)
+            .await
+            .unwrap();
+        assert!(found.is_empty());
+        assert!(sandbox.is_built());
+        assert_eq!(sandbox.store().len(), GenerateOptions::default().contacts);
     }
 }
