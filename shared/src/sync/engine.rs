@@ -128,7 +128,7 @@ pub struct PageStats {
 /// One filled page.
 #[derive(Debug, Clone)]
 pub struct PageOutcome {
-    pub contacts: Vec<Contact>,
+    pub contacts: ContactsJson,
     pub checkpoint: CheckpointState,
     /// `None` on the last page.
     pub next: Option<OffsetState>,
@@ -153,6 +153,76 @@ pub struct PageRequest<'a> {
 /// that JSON escapes counted as it is escaped again when the body is put in the proxy envelope as a string.
 pub fn wire_size(contact: &Contact) -> usize {
     serde_json::to_vec(contact).map(|v| escaped_len(&v) + 1).unwrap_or(0)
+}
+
+/// A page's contacts, each serialised once, as it is admitted, into one buffer: the elements of the
+/// response's `contacts` array, joined by commas. The engine measures a contact by what it wrote (no second
+/// serialisation to measure it) and takes it back out when it does not fit; the response is written around
+/// the buffer ([`crate::talkdesk::contacts_page_json`]).
+#[derive(Debug, Clone, Default)]
+pub struct ContactsJson {
+    json: Vec<u8>,
+    count: usize,
+}
+
+impl ContactsJson {
+    /// Appends `contact`, and returns the bytes it adds to the response as sent ([`wire_size`]).
+    pub fn push(&mut self, contact: &Contact) -> usize {
+        let start = self.json.len();
+        if self.count > 0 {
+            self.json.push(b',');
+        }
+        let at = self.json.len();
+        if serde_json::to_writer(&mut self.json, contact).is_err() {
+            // A `Contact` is strings and lists of strings: serialising it cannot fail. Leave nothing half
+            // written if it ever did.
+            self.json.truncate(start);
+            return 0;
+        }
+        self.count += 1;
+        escaped_len(&self.json[at..]) + 1
+    }
+
+    /// Takes the contact [`ContactsJson::push`] just added back out (it did not fit).
+    fn pop_last(&mut self, before: Snapshot) {
+        self.json.truncate(before.bytes);
+        self.count = before.count;
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            bytes: self.json.len(),
+            count: self.count,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The array's elements: `{...},{...}` (empty when there are none).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.json
+    }
+
+    /// The contacts parsed back (tests and tools).
+    pub fn to_contacts(&self) -> Vec<Contact> {
+        let mut array = Vec::with_capacity(self.json.len() + 2);
+        array.push(b'[');
+        array.extend_from_slice(&self.json);
+        array.push(b']');
+        serde_json::from_slice(&array).unwrap_or_default()
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Snapshot {
+    bytes: usize,
+    count: usize,
 }
 
 /// Length of `json` once embedded as a JSON string (serde_json's escaping: `"` and `\` take two bytes,
@@ -278,7 +348,7 @@ pub async fn sync_page(req: PageRequest<'_>) -> Result<PageOutcome, ConnectorErr
         at.cursor = None;
         at.continues = false;
     }
-    let mut out: Vec<Contact> = Vec::new();
+    let mut out = ContactsJson::default();
     let mut bytes = RESPONSE_OVERHEAD_BYTES;
     let mut stats = PageStats::default();
     let mut upstream_error = None;
@@ -438,13 +508,14 @@ pub async fn sync_page(req: PageRequest<'_>) -> Result<PageOutcome, ConnectorErr
                 cut = Some(StopReason::PageFull);
                 break;
             }
-            let size = wire_size(&record.contact);
-            if !out.is_empty() && bytes + size > limits.max_bytes {
+            let before = out.snapshot();
+            let size = out.push(&record.contact);
+            if before.count > 0 && bytes + size > limits.max_bytes {
+                out.pop_last(before);
                 cut = Some(StopReason::ByteCap);
                 break;
             }
             bytes += size;
-            out.push(record.contact);
             at.pos = Some(Position::after(&key));
             admitted += 1;
         }
@@ -567,6 +638,30 @@ mod tests {
         let embedded = serde_json::to_string(&json).unwrap();
         assert_eq!(wire_size(&contact), embedded.len() - 2 + 1, "escaped length plus a comma");
         assert!(wire_size(&contact) > json.len() + 1, "quotes and backslashes count twice");
+    }
+
+    #[test]
+    fn contacts_are_serialised_once_measured_as_sent_and_taken_back_whole() {
+        let contact = |id: &str| Contact {
+            id: id.into(),
+            name: format!("a \"quoted\" name {id}"),
+            emails: vec![format!("{id}@x.co")],
+            ..Default::default()
+        };
+        let mut page = ContactsJson::default();
+        assert_eq!(page.push(&contact("1")), wire_size(&contact("1")));
+        assert_eq!(page.push(&contact("2")), wire_size(&contact("2")));
+        let before = page.snapshot();
+        page.push(&contact("3"));
+        page.pop_last(before);
+        assert_eq!(page.len(), 2);
+        assert_eq!(page.to_contacts(), vec![contact("1"), contact("2")]);
+        let expected = format!(
+            "{},{}",
+            serde_json::to_string(&contact("1")).unwrap(),
+            serde_json::to_string(&contact("2")).unwrap()
+        );
+        assert_eq!(page.as_bytes(), expected.as_bytes());
     }
 
     #[test]

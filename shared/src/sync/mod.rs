@@ -14,7 +14,7 @@ pub mod position;
 pub mod token;
 
 pub use budget::{Budget, Deadline};
-pub use engine::{sync_page, PageLimits, PageOutcome, PageRequest, PageStats, StopReason};
+pub use engine::{sync_page, ContactsJson, PageLimits, PageOutcome, PageRequest, PageStats, StopReason};
 pub use pacer::Pacer;
 pub use plan::{plan_run, RunState};
 pub use position::{cmp_ids, Position, SyncKey};

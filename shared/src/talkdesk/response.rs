@@ -33,13 +33,22 @@ impl Contact {
     /// and deduplicated, and a contact without a name is named after its first email, phone or id
     /// (`name` is mandatory).
     pub fn tidy(mut self) -> Self {
+        // Strings are kept as they are when there is nothing to trim (most are): no copy per field.
+        fn trimmed(s: String) -> String {
+            let t = s.trim();
+            if t.len() == s.len() {
+                s
+            } else {
+                t.to_string()
+            }
+        }
         fn opt(v: Option<String>) -> Option<String> {
-            v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+            v.map(trimmed).filter(|s| !s.is_empty())
         }
         fn list(v: Vec<String>) -> Vec<String> {
             let mut out: Vec<String> = Vec::with_capacity(v.len());
             for s in v {
-                let s = s.trim().to_string();
+                let s = trimmed(s);
                 if !s.is_empty() && !out.iter().any(|o| o.eq_ignore_ascii_case(&s)) {
                     out.push(s);
                 }
@@ -55,7 +64,7 @@ impl Contact {
         self.emails = list(self.emails);
         self.phones = list(self.phones);
         self.websites = list(self.websites);
-        self.name = self.name.trim().to_string();
+        self.name = trimmed(self.name);
         if self.name.is_empty() {
             self.name = self
                 .emails
@@ -79,6 +88,43 @@ pub struct ContactsResponse {
     /// Sent only together with `next_offset`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<serde_json::Value>,
+}
+
+impl ContactsResponse {
+    /// This response as JSON, with `contacts` given already serialised: `elements` are the array's
+    /// elements, comma-joined (`{...},{...}`), as the sync engine wrote them once. The same bytes as
+    /// `serde_json::to_string` of a response holding those contacts.
+    pub fn json_around(
+        elements: &[u8],
+        synchronization_checkpoint: &str,
+        next_offset: Option<&str>,
+        context: Option<&serde_json::Value>,
+    ) -> String {
+        #[derive(Serialize)]
+        struct Rest<'a> {
+            synchronization_checkpoint: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            next_offset: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            context: Option<&'a serde_json::Value>,
+        }
+        let rest = serde_json::to_vec(&Rest {
+            synchronization_checkpoint,
+            next_offset,
+            context,
+        })
+        .unwrap_or_else(|_| b"{}".to_vec());
+        let mut out = Vec::with_capacity(elements.len() + rest.len() + 16);
+        out.extend_from_slice(b"{\"contacts\":[");
+        out.extend_from_slice(elements);
+        out.push(b']');
+        // `rest` is an object with at least the checkpoint: continue it after the array.
+        if rest.len() > 2 {
+            out.push(b',');
+        }
+        out.extend_from_slice(&rest[1..]);
+        String::from_utf8(out).unwrap_or_default()
+    }
 }
 
 /// Talkdesk's priority enum.
@@ -187,6 +233,38 @@ mod tests {
         let json = serde_json::to_string(&r).unwrap();
         assert!(!json.contains("next_offset"));
         assert!(!json.contains("context"));
+    }
+
+    #[test]
+    fn a_response_written_around_serialised_contacts_is_the_same_json() {
+        let contacts = vec![
+            Contact {
+                id: "1".into(),
+                name: "A \"quoted\" name".into(),
+                emails: vec!["a@b.co".into()],
+                ..Default::default()
+            },
+            Contact {
+                id: "2".into(),
+                name: "Zoë".into(),
+                ..Default::default()
+            },
+        ];
+        let elements: Vec<String> = contacts.iter().map(|c| serde_json::to_string(c).unwrap()).collect();
+        for (contacts, elements) in [(contacts.clone(), elements.join(",")), (vec![], String::new())] {
+            for (next_offset, context) in [(None, None), (Some("o"), Some(serde_json::json!({"page": 2})))] {
+                let whole = ContactsResponse {
+                    contacts: contacts.clone(),
+                    synchronization_checkpoint: "c".into(),
+                    next_offset: next_offset.map(str::to_string),
+                    context: context.clone(),
+                };
+                assert_eq!(
+                    ContactsResponse::json_around(elements.as_bytes(), "c", next_offset, context.as_ref()),
+                    serde_json::to_string(&whole).unwrap()
+                );
+            }
+        }
     }
 
     #[test]
