@@ -198,7 +198,8 @@ FUZZ_ITERATIONS ?= 1000000
 # moto_server (from the venv) gives the SSM-prefetch cold-init figures; without it they are skipped.
 # moto_server (for the SSM-prefetch cold starts) comes from the venv.
 bench: $(ALL_STAMP) postgres-server
-	cargo build --release -p contacts -p interactions -p bridge-tests
+	cargo build --release -p contacts -p interactions
+	cargo build --release -p bridge-tests --bin bench --bin hello-lambda
 	target/release/bench --out BENCHMARKS.md
 
 fuzz:

@@ -35,12 +35,18 @@ pub enum Outcome {
 struct Pending {
     id: String,
     event: Bytes,
-    done: oneshot::Sender<Outcome>,
+    done: oneshot::Sender<(Outcome, Duration)>,
+}
+
+/// An invocation handed to the function and not answered yet.
+struct Handed {
+    at: Instant,
+    done: oneshot::Sender<(Outcome, Duration)>,
 }
 
 struct Shared {
     queue: tokio::sync::Mutex<mpsc::UnboundedReceiver<Pending>>,
-    waiting: Mutex<HashMap<String, oneshot::Sender<Outcome>>>,
+    waiting: Mutex<HashMap<String, Handed>>,
     first_next: Mutex<Option<Instant>>,
     init_error: Mutex<Option<Bytes>>,
     function_name: String,
@@ -108,6 +114,12 @@ impl RuntimeEmulator {
 
     /// Sends one event and waits for the function's answer.
     pub async fn invoke(&self, event: impl Into<Bytes>) -> Result<Outcome, String> {
+        self.invoke_timed(event).await.map(|(outcome, _)| outcome)
+    }
+
+    /// [`RuntimeEmulator::invoke`], with the function's own time: from the event handed over by
+    /// `/invocation/next` to its answer received, what Lambda bills as the invocation's duration.
+    pub async fn invoke_timed(&self, event: impl Into<Bytes>) -> Result<(Outcome, Duration), String> {
         let id = format!("bench-{:08}", self.next_id.fetch_add(1, Ordering::SeqCst));
         let (done, result) = oneshot::channel();
         self.submit
@@ -132,11 +144,13 @@ async fn next(State(shared): State<Arc<Shared>>) -> Response {
     let Some(p) = pending else {
         return StatusCode::GONE.into_response();
     };
-    shared
-        .waiting
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(p.id.clone(), p.done);
+    shared.waiting.lock().unwrap_or_else(|e| e.into_inner()).insert(
+        p.id.clone(),
+        Handed {
+            at: Instant::now(),
+            done: p.done,
+        },
+    );
     let deadline = chrono::Utc::now().timestamp_millis() + 30_000;
     let mut headers = HeaderMap::new();
     let mut put = |name: &'static str, value: String| {
@@ -157,8 +171,8 @@ async fn next(State(shared): State<Arc<Shared>>) -> Response {
 
 fn finish(shared: &Shared, id: &str, outcome: Outcome) -> StatusCode {
     match shared.waiting.lock().unwrap_or_else(|e| e.into_inner()).remove(id) {
-        Some(done) => {
-            let _ = done.send(outcome);
+        Some(handed) => {
+            let _ = handed.done.send((outcome, handed.at.elapsed()));
             StatusCode::ACCEPTED
         }
         None => StatusCode::BAD_REQUEST,
