@@ -2,8 +2,10 @@
 //! documented examples (`external-apis.md` §2); what is not documented is marked UNVERIFIED.
 //!
 //! - `POST /crm/v3/objects/contacts/search`: `filterGroups` (at most 5 groups of at most 6 filters, 18 in
-//!   all: 400 beyond), operators `EQ`, `NEQ`, `GT`, `GTE`, `LT`, `LTE`, `CONTAINS_TOKEN`, values as strings
-//!   (dates as epoch milliseconds); at most **one** sort (400 for two); `limit` at most 200 (400 beyond);
+//!   all: a 400 `VALIDATION_ERROR` beyond, as the docs' limits say; the message text is UNVERIFIED),
+//!   operators `EQ`, `NEQ`, `GT`, `GTE`, `LT`, `LTE`, `CONTAINS_TOKEN` with a string `value` (dates as epoch
+//!   milliseconds) and `IN` with a `values` list of strings (a multi-valued property such as
+//!   `hs_additional_emails`, `;`-separated, matches when any of its values is listed); at most **one** sort (400 for two); `limit` at most 200 (400 beyond);
 //!   `after` an integer offset, and the **10,000-result cap**: a page reaching past the 10,000th result is
 //!   a 400 (HubSpot's body shape; its exact message is UNVERIFIED). Sorted ascending on `lastmodifieddate`,
 //!   records sharing a millisecond come in a **different random order on every request**; without a sort,
@@ -11,9 +13,9 @@
 //!   (`null` when unset), as strings.
 //! - `GET /crm/v3/objects/contacts/{id}?properties=`: a merged-away id answers the primary contact
 //!   (UNVERIFIED), an archived one 404.
-//! - `POST /crm/v4/associations/contacts/{tickets|calls}/batch/read`: `results` for ids with associations,
-//!   and 207 with `errors` for the others.
-//! - `POST /crm/v3/objects/{tickets|calls}/batch/read`: at most 100 inputs.
+//! - `POST /crm/v4/associations/contacts/{tickets|calls|emails}/batch/read`: `results` for ids with
+//!   associations, and 207 with `errors` for the others.
+//! - `POST /crm/v3/objects/{tickets|calls|emails}/batch/read`: at most 100 inputs.
 //! - `GET /crm/v3/pipelines/tickets`, `GET /account-info/v3/details`.
 //! - Auth: `Authorization: Bearer` [`ACCESS_TOKEN`], else 401 `INVALID_AUTHENTICATION`. Object types left
 //!   out of the token's scopes ([`FakeHubSpot::deny_scope`]) answer 403 `MISSING_SCOPES`.
@@ -24,6 +26,8 @@
 //!   `-Daily-Remaining`; 429 `DAILY`, "You have reached your daily limit."). No 429 carries `Retry-After`
 //!   (whether HubSpot sends one is UNVERIFIED; the bridge must cope without).
 //! - Injected faults ([`Fault`]) and a hook run before every contact search (changes between pages).
+//! - A gate ([`FakeHubSpot::gate`]): requests to some paths are held until a number of them have arrived,
+//!   which proves that the bridge sent them at once (a bridge sending one after another never opens it).
 //!
 //! Every request is recorded (method, path, JSON body, `Authorization`).
 
@@ -188,9 +192,12 @@ pub struct FakeData {
     index: BTreeSet<(i64, u64)>,
     pub tickets: BTreeMap<u64, FakeObject>,
     pub calls: BTreeMap<u64, FakeObject>,
-    /// Contact id to associated ticket ids and call ids.
+    /// Email engagements.
+    pub emails: BTreeMap<u64, FakeObject>,
+    /// Contact id to associated ticket ids, call ids and email ids.
     pub ticket_links: BTreeMap<u64, Vec<u64>>,
     pub call_links: BTreeMap<u64, Vec<u64>>,
+    pub email_links: BTreeMap<u64, Vec<u64>>,
     /// Pipeline id to stages.
     pub pipelines: BTreeMap<String, Vec<FakeStage>>,
     /// The account's offset from UTC (`utcOffsetMilliseconds`).
@@ -275,7 +282,7 @@ impl FakeData {
             merged.push(secondary.to_string());
             c.props.insert("hs_merged_object_ids".into(), merged.join(";"));
         });
-        for links in [&mut self.ticket_links, &mut self.call_links] {
+        for links in [&mut self.ticket_links, &mut self.call_links, &mut self.email_links] {
             if let Some(moved) = links.remove(&secondary) {
                 links.entry(primary).or_default().extend(moved);
             }
@@ -360,8 +367,21 @@ struct Inner {
     rng: SmallRng,
 }
 
+/// How long a gated request waits for the others before it is answered anyway (and the gate counts as
+/// never opened).
+const GATE_WAIT: Duration = Duration::from_secs(3);
+
+/// Requests whose path starts with one of `prefixes` wait until `n` of them have arrived.
+struct Gate {
+    prefixes: Vec<String>,
+    n: usize,
+    arrived: tokio::sync::watch::Sender<usize>,
+    timed_out: bool,
+}
+
 struct Shared {
     inner: Mutex<Inner>,
+    gate: Mutex<Option<Gate>>,
 }
 
 impl Shared {
@@ -411,6 +431,7 @@ impl FakeHubSpot {
                 latency: Duration::ZERO,
                 rng: SmallRng::seed_from_u64(0x4855_4253),
             }),
+            gate: Mutex::new(None),
         });
         let router = Router::new().fallback(handle).with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -503,6 +524,25 @@ impl FakeHubSpot {
 
     pub fn clear_requests(&self) {
         self.shared.lock().requests.clear();
+    }
+
+    /// Holds every request whose path starts with one of `prefixes` until `n` of them have arrived (at most
+    /// [`GATE_WAIT`] each); later ones pass at once. Replaces any earlier gate.
+    pub fn gate(&self, prefixes: &[&str], n: usize) {
+        let (arrived, _) = tokio::sync::watch::channel(0usize);
+        *self.shared.gate.lock().unwrap_or_else(|p| p.into_inner()) = Some(Gate {
+            prefixes: prefixes.iter().map(|p| p.to_string()).collect(),
+            n,
+            arrived,
+            timed_out: false,
+        });
+    }
+
+    /// Whether the gate's `n` requests all arrived while the first of them waited: they were in flight
+    /// together.
+    pub fn gate_opened(&self) -> bool {
+        let gate = self.shared.gate.lock().unwrap_or_else(|p| p.into_inner());
+        gate.as_ref().is_some_and(|g| !g.timed_out && *g.arrived.borrow() >= g.n)
     }
 
     /// Delays every answer by `latency` (the round trip to a real HubSpot).
@@ -643,6 +683,22 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         });
         (inner.latency, fault)
     };
+    let waiting = {
+        let gate = shared.gate.lock().unwrap_or_else(|p| p.into_inner());
+        gate.as_ref()
+            .filter(|g| g.prefixes.iter().any(|p| recorded.path.starts_with(p.as_str())))
+            .map(|g| {
+                g.arrived.send_modify(|n| *n += 1);
+                (g.arrived.subscribe(), g.n)
+            })
+    };
+    if let Some((mut rx, n)) = waiting {
+        if tokio::time::timeout(GATE_WAIT, rx.wait_for(|arrived| *arrived >= n)).await.is_err() {
+            if let Some(g) = shared.gate.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+                g.timed_out = true;
+            }
+        }
+    }
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
@@ -744,7 +800,7 @@ fn route(inner: &mut Inner, req: &RecordedRequest) -> Response {
         ("POST", ["crm", "v3", "objects", "contacts", "search"]) => search(inner, &req.body),
         ("GET", ["crm", "v3", "objects", "contacts", id]) => read_contact(inner, id, &req.query),
         ("POST", ["crm", "v4", "associations", "contacts", to, "batch", "read"]) => associations(inner, to, &req.body),
-        ("POST", ["crm", "v3", "objects", kind @ ("tickets" | "calls"), "batch", "read"]) => batch_read(inner, kind, &req.body),
+        ("POST", ["crm", "v3", "objects", kind @ ("tickets" | "calls" | "emails"), "batch", "read"]) => batch_read(inner, kind, &req.body),
         ("GET", ["crm", "v3", "pipelines", "tickets"]) => pipelines(inner),
         _ => error(404, "OBJECT_NOT_FOUND", "resource not found"),
     }
@@ -766,10 +822,22 @@ struct Filter {
     property: String,
     operator: String,
     value: String,
+    /// `IN`'s list.
+    values: Vec<String>,
 }
 
 impl Filter {
     fn matches(&self, c: &FakeContact) -> bool {
+        if self.operator == "IN" {
+            let Some(have) = c.value(&self.property) else {
+                return false;
+            };
+            // A multi-valued property (`a;b`) matches when any of its values is listed.
+            return have
+                .split(';')
+                .map(|v| v.trim().to_lowercase())
+                .any(|v| self.values.iter().any(|want| want.to_lowercase() == v));
+        }
         // Dates and ids compare as numbers (dates given as epoch milliseconds), everything else as text.
         let number = match self.property.as_str() {
             "lastmodifieddate" => Some(c.updated_ms),
@@ -843,13 +911,35 @@ fn parse_groups(body: &Value) -> Result<Vec<Vec<Filter>>, &'static str> {
             let (Some(property), Some(operator)) = (text("propertyName"), text("operator")) else {
                 return Err("Each filter needs propertyName and operator");
             };
-            if !["EQ", "NEQ", "GT", "GTE", "LT", "LTE", "CONTAINS_TOKEN"].contains(&operator.as_str()) {
+            if !["EQ", "NEQ", "GT", "GTE", "LT", "LTE", "CONTAINS_TOKEN", "IN"].contains(&operator.as_str()) {
                 return Err("Unsupported operator");
+            }
+            if operator == "IN" {
+                let values: Option<Vec<String>> = f
+                    .get("values")
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().map(|v| v.as_str().map(String::from)).collect())
+                    .unwrap_or(None);
+                match values {
+                    Some(values) if !values.is_empty() => parsed.push(Filter {
+                        property,
+                        operator,
+                        value: String::new(),
+                        values,
+                    }),
+                    _ => return Err("IN needs a non-empty `values` list of strings"),
+                }
+                continue;
             }
             let Some(value) = text("value") else {
                 return Err("Filter values must be strings");
             };
-            parsed.push(Filter { property, operator, value });
+            parsed.push(Filter {
+                property,
+                operator,
+                value,
+                values: vec![],
+            });
         }
         out.push(parsed);
     }
@@ -1002,9 +1092,10 @@ fn inputs(body: &Value) -> Vec<String> {
 }
 
 fn associations(inner: &Inner, to: &str, body: &Value) -> Response {
-    let links = match to {
-        "tickets" => &inner.data.ticket_links,
-        "calls" => &inner.data.call_links,
+    let (links, type_id) = match to {
+        "tickets" => (&inner.data.ticket_links, 15),
+        "calls" => (&inner.data.call_links, 193),
+        "emails" => (&inner.data.email_links, 197),
         _ => return error(400, "VALIDATION_ERROR", "Unknown object type"),
     };
     if inner.denied.contains(to) {
@@ -1019,7 +1110,6 @@ fn associations(inner: &Inner, to: &str, body: &Value) -> Response {
     for id in ids {
         match id.parse::<u64>().ok().and_then(|n| links.get(&n)).filter(|l| !l.is_empty()) {
             Some(l) => {
-                let type_id = if to == "tickets" { 15 } else { 193 };
                 let to_list: Vec<Value> = l
                     .iter()
                     .map(|t| json!({"toObjectId": t, "associationTypes": [{"category": "HUBSPOT_DEFINED", "typeId": type_id, "label": null}]}))
@@ -1057,11 +1147,12 @@ fn batch_read(inner: &Inner, kind: &str, body: &Value) -> Response {
     if ids.is_empty() || ids.len() > 100 {
         return validation("inputs must hold 1 to 100 ids");
     }
-    let (objects, modified) = if kind == "tickets" {
-        (&inner.data.tickets, "hs_lastmodifieddate")
-    } else {
-        (&inner.data.calls, "hs_lastmodifieddate")
+    let objects = match kind {
+        "tickets" => &inner.data.tickets,
+        "calls" => &inner.data.calls,
+        _ => &inner.data.emails,
     };
+    let modified = "hs_lastmodifieddate";
     let asked = asked_properties(body);
     let results: Vec<Value> = ids
         .iter()

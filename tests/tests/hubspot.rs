@@ -526,30 +526,248 @@ async fn tickets_and_calls_by_external_id_map_status_priority_and_links_with_bat
     );
 }
 
-#[tokio::test]
-async fn lookups_by_email_and_phone_find_the_person_with_one_search_each() {
-    let fake = start(interaction_data()).await;
-    let app = app(&fake);
-    let r = interactions(&app, json!([]), json!({"contact_emails": ["ANN@example.com"]})).await;
-    assert_eq!(json_of(&r).as_array().unwrap().len(), 3, "{}", r.body);
-    let bodies = searches(&fake);
-    assert_eq!(bodies.len(), 1);
-    assert_eq!(
-        bodies[0]["filterGroups"].as_array().unwrap().len(),
-        2,
-        "email OR an additional email"
+/// `interaction_data` with two email engagements of Ann's (contact 10).
+fn with_emails(mut d: FakeData) -> FakeData {
+    let base = ms(now()) - 86_400_000;
+    d.emails.insert(
+        700,
+        object(
+            700,
+            base + 6000,
+            &[
+                ("hs_email_subject", "Your invoice"),
+                ("hs_email_text", "Hello Ann, <b>attached</b>"),
+                ("hs_email_status", "SENT"),
+                ("hs_timestamp", "2026-11-30T12:00:06.000Z"),
+            ],
+        ),
     );
+    d.emails.insert(
+        701,
+        object(
+            701,
+            base + 10_000,
+            &[("hs_email_status", "SCHEDULED"), ("hs_timestamp", "2026-11-30T12:00:10.000Z")],
+        ),
+    );
+    d.email_links.insert(10, vec![700, 701]);
+    d
+}
+
+/// Every request's path, in the order the fake received them.
+fn paths(fake: &FakeHubSpot) -> Vec<String> {
+    fake.requests().into_iter().map(|r| r.path).collect()
+}
+
+#[tokio::test]
+async fn a_lookup_by_id_sends_no_search_and_reads_everything_in_two_rounds_of_concurrent_requests() {
+    let fake = start(with_emails(interaction_data())).await;
+    let app = app(&fake);
+    // Round one: the account details, the ticket stages and three association reads, all in flight together
+    // (the fake holds each until all five have arrived: one after another, the first would wait in vain).
+    fake.gate(&["/account-info", "/crm/v3/pipelines", "/crm/v4/associations"], 5);
+    let r = interactions(&app, json!(["ticket", "call", "email"]), json!({"contact_external_id": "10"})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(fake.gate_opened(), "the first round was not sent at once: {:?}", paths(&fake));
+    let got = paths(&fake);
+    assert_eq!(got.len(), 8, "{got:?}");
+    assert!(got.iter().all(|p| !p.ends_with("/search")), "no search by id: {got:?}");
+    // Round two, only after round one: one batch read per type.
+    assert!(got[..5].iter().all(|p| !p.starts_with("/crm/v3/objects/")), "{got:?}");
+    let mut reads: Vec<&str> = got[5..].iter().map(String::as_str).collect();
+    reads.sort_unstable();
+    assert_eq!(
+        reads,
+        vec![
+            "/crm/v3/objects/calls/batch/read",
+            "/crm/v3/objects/emails/batch/read",
+            "/crm/v3/objects/tickets/batch/read"
+        ]
+    );
+    let v = json_of(&r);
+    let kinds: Vec<&str> = v.as_array().unwrap().iter().map(|i| i["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, vec!["email", "ticket", "call", "email", "ticket"], "newest first: {v}");
+    assert_eq!(v[0]["status"], "new", "a scheduled email");
+    assert_eq!(v[0]["subject"], "Email #701");
+    assert_eq!(v[3]["subject"], "Your invoice");
+    assert_eq!(v[3]["description"], "Hello Ann, attached");
+    assert_eq!(v[3]["url"], format!("https://app.hubspot.com/contacts/{PORTAL_ID}/record/0-49/700"));
+
+    // Cached account and stages: the three batch reads of round two are in flight together too.
     fake.clear_requests();
-    let r = interactions(&app, json!([]), json!({"contact_phones": ["+1 415-555-0134"]})).await;
-    assert_eq!(json_of(&r).as_array().unwrap().len(), 3, "{}", r.body);
-    assert_eq!(searches(&fake)[0]["filterGroups"][0]["filters"][0]["value"], "4155550134");
+    fake.gate(&["/crm/v3/objects/"], 3);
+    let r = interactions(&app, json!(["ticket", "call", "email"]), json!({"contact_external_id": "10"})).await;
+    assert_eq!(json_of(&r).as_array().unwrap().len(), 5, "{}", r.body);
+    assert!(fake.gate_opened(), "the batch reads were not sent at once: {:?}", paths(&fake));
+    assert_eq!(paths(&fake).len(), 6, "three association reads, three batch reads");
+}
+
+#[tokio::test]
+async fn a_lookup_by_three_emails_and_two_phones_is_one_search_of_in_filters() {
+    let mut d = with_emails(interaction_data());
+    // Dan holds one of the emails as a secondary address only.
+    d.add_contact(
+        contact(13, ms(now()) - 86_400_000)
+            .with("email", "dan@example.com")
+            .with("hs_additional_emails", "dan@home.example;D.Second@Example.com"),
+    );
+    d.ticket_links.insert(13, vec![102]);
+    let fake = start(d).await;
+    let app = app(&fake);
     let r = interactions(
         &app,
         json!([]),
-        json!({"contact_emails": ["nobody@example.com"], "contact_phones": ["+44 20 7946 0001"]}),
+        json!({
+            "contact_emails": ["ANN@example.com", "nobody@example.com", "d.second@example.com"],
+            "contact_phones": ["+1 415-555-0134", "+44 20 7946 0001"]
+        }),
     )
     .await;
-    assert_eq!(json_of(&r), json!([]), "bob has no interactions");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let mut ids: Vec<String> = json_of(&r)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        vec!["100", "101", "102", "700", "701", "900"],
+        "ann's five, dan's ticket; bob has none"
+    );
+    let bodies = searches(&fake);
+    assert_eq!(bodies.len(), 1, "one search for five identifiers: {bodies:?}");
+    let groups = bodies[0]["filterGroups"].as_array().unwrap();
+    assert_eq!(groups.len(), 4);
+    let filter = |n: usize| groups[n]["filters"][0].clone();
+    assert_eq!(
+        filter(0),
+        json!({"propertyName": "email", "operator": "IN",
+               "values": ["ann@example.com", "nobody@example.com", "d.second@example.com"]})
+    );
+    assert_eq!(filter(1)["propertyName"], "hs_additional_emails");
+    assert_eq!(
+        filter(2),
+        json!({"propertyName": "hs_searchable_calculated_phone_number", "operator": "IN",
+               "values": ["2079460001", "4155550134"]})
+    );
+    assert_eq!(filter(3)["propertyName"], "hs_searchable_calculated_mobile_number");
+    assert!(groups.iter().all(|g| g["filters"].as_array().unwrap().len() == 1));
+}
+
+#[tokio::test]
+async fn identifiers_beyond_the_filter_limits_are_split_into_searches_sent_at_once() {
+    // 25 emails and 12 phones: at most 10 emails and 10 phones a search (four filter groups of one IN
+    // filter): three searches, each within HubSpot's limits (the fake answers 400 past them).
+    // Only the last email's and the last phone's people exist (a lookup fetches at most ten people).
+    let base = ms(now()) - 86_400_000;
+    let mut d = data_of(vec![
+        contact(224, base).with("email", "p24@example.com"),
+        contact(311, base).with("phone", "+1 415 555 2011"),
+    ]);
+    for (contact_id, ticket) in [(224u64, 1u64), (311, 2)] {
+        d.tickets.insert(
+            ticket,
+            object(
+                ticket,
+                base + 1,
+                &[("subject", "Late"), ("hs_pipeline", "0"), ("hs_pipeline_stage", "1")],
+            ),
+        );
+        d.ticket_links.insert(contact_id, vec![ticket]);
+    }
+    let fake = start(d).await;
+    let app = fake_hubspot::app_on(&fake, &[("BRIDGE_MAX_LOOKUP_IDENTIFIERS", "30")]);
+    fake.gate(&["/crm/v3/objects/contacts/search"], 3);
+    let emails: Vec<String> = (0..25).map(|n| format!("p{n}@example.com")).collect();
+    let phones: Vec<String> = (0..12).map(|n| format!("+1 415 555 {:04}", 2000 + n)).collect();
+    let r = interactions(&app, json!(["ticket"]), json!({"contact_emails": emails, "contact_phones": phones})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let mut ids: Vec<String> = json_of(&r)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        vec!["1", "2"],
+        "the last email's and the last phone's people were searched too"
+    );
+    assert!(fake.gate_opened(), "the three searches were not sent at once");
+    let bodies = searches(&fake);
+    assert_eq!(bodies.len(), 3);
+    let mut searched: Vec<String> = Vec::new();
+    for b in &bodies {
+        let groups = b["filterGroups"].as_array().unwrap();
+        assert!(groups.len() <= 5, "{b}");
+        let filters: usize = groups.iter().map(|g| g["filters"].as_array().unwrap().len()).sum();
+        assert!(filters <= 18 && groups.iter().all(|g| g["filters"].as_array().unwrap().len() <= 6));
+        for g in groups {
+            let f = &g["filters"][0];
+            let values = f["values"].as_array().unwrap();
+            assert!(values.len() <= 10, "{f}");
+            if f["propertyName"] == "email" || f["propertyName"] == "hs_searchable_calculated_phone_number" {
+                searched.extend(values.iter().map(|v| v.as_str().unwrap().to_string()));
+            }
+        }
+    }
+    assert_eq!(searched.len(), 37, "every identifier in exactly one search");
+    assert_eq!(searched.iter().collect::<HashSet<_>>().len(), 37);
+}
+
+#[tokio::test]
+async fn the_fake_refuses_searches_past_hubspots_filter_limits_with_a_400() {
+    let fake = start(data_of(vec![contact(1, ms(now()) - 3_600_000).with("email", "a@example.com")])).await;
+    let client = reqwest::Client::new();
+    let search = |body: Value| {
+        client
+            .post(format!("{}/crm/v3/objects/contacts/search", fake.base_url()))
+            .bearer_auth(ACCESS_TOKEN)
+            .json(&body)
+            .send()
+    };
+    let group = |n: usize| json!({"filters": (0..n).map(|_| json!({"propertyName": "email", "operator": "EQ", "value": "a@example.com"})).collect::<Vec<_>>()});
+    for (body, why) in [
+        (json!({"filterGroups": (0..6).map(|_| group(1)).collect::<Vec<_>>()}), "six groups"),
+        (json!({"filterGroups": [group(7)]}), "seven filters in a group"),
+        (
+            json!({"filterGroups": (0..4).map(|_| group(5)).collect::<Vec<_>>()}),
+            "twenty filters",
+        ),
+        (
+            json!({"filterGroups": [{"filters": [{"propertyName": "email", "operator": "IN"}]}]}),
+            "IN without values",
+        ),
+    ] {
+        let r = search(body).await.unwrap();
+        assert_eq!(r.status(), 400, "{why}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["category"], "VALIDATION_ERROR", "{why}");
+    }
+    let ok = json!({"filterGroups": (0..5).map(|_| group(3)).collect::<Vec<_>>()});
+    assert_eq!(search(ok).await.unwrap().status(), 200, "five groups, fifteen filters");
+}
+
+#[tokio::test]
+async fn emails_need_their_own_scope_and_are_left_out_without_it() {
+    let fake = start(with_emails(interaction_data())).await;
+    fake.deny_scope("emails");
+    let app = app(&fake);
+    let r = interactions(&app, json!([]), json!({"contact_external_id": "10"})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let kinds: HashSet<String> = json_of(&r)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["type"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(kinds, HashSet::from(["ticket".to_string(), "call".into()]));
+    let r = interactions(&app, json!(["email"]), json!({"contact_external_id": "10"})).await;
+    assert_eq!(r.status, 403, "only the refused type was asked for: {}", r.body);
+    assert!(r.body.contains("sales-email-read"), "{}", r.body);
 }
 
 #[tokio::test]
@@ -590,9 +808,14 @@ async fn a_type_outside_the_tokens_scopes_is_left_out_and_the_rest_is_answered()
 async fn one_failing_identifier_leaves_a_partial_answer_from_the_others() {
     let fake = start(interaction_data()).await;
     let app = app(&fake);
-    // Bob's search fails for good; Ann's finds her: the answer is what was found.
+    // The search for Bob fails for good; Ann's id finds her: the answer is what was found.
     fake.fail_bodies_with("bob@example.com", hubspot_error(500, "INTERNAL_ERROR", "boom"));
-    let r = interactions(&app, json!([]), json!({"contact_emails": ["ann@example.com", "bob@example.com"]})).await;
+    let r = interactions(
+        &app,
+        json!([]),
+        json!({"contact_external_id": "10", "contact_emails": ["bob@example.com"]}),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(json_of(&r).as_array().unwrap().len(), 3, "{}", r.body);
     // Only Bob: nothing found and a failure is an error, not an empty answer.

@@ -54,10 +54,10 @@ impl Op {
         match self {
             Op::AccountInfo => "reading the account details",
             Op::ContactSearch => "searching contacts by modification date",
-            Op::PersonSearch => "searching a contact by email or phone",
+            Op::PersonSearch => "searching contacts by email or phone",
             Op::ContactRead => "reading a contact",
             Op::Associations => "reading a contact's associations",
-            Op::BatchRead => "reading tickets or calls",
+            Op::BatchRead => "reading tickets, calls or emails",
             Op::Pipelines => "reading the ticket pipelines",
         }
     }
@@ -77,7 +77,9 @@ impl Op {
     fn scope(self) -> &'static str {
         match self {
             Op::AccountInfo | Op::ContactSearch | Op::PersonSearch | Op::ContactRead => "crm.objects.contacts.read",
-            Op::Associations | Op::BatchRead | Op::Pipelines => "tickets (and crm.objects.contacts.read for calls)",
+            Op::Associations | Op::BatchRead | Op::Pipelines => {
+                "tickets (crm.objects.contacts.read for calls, sales-email-read for emails)"
+            }
         }
     }
 }

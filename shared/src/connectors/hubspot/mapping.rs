@@ -35,8 +35,19 @@
 //! | `hs_call_status`: `QUEUED`, `CALLING_CRM_USER`, `CONNECTING`, `RINGING` / `IN_PROGRESS` / anything else (`COMPLETED`, `BUSY`, `NO_ANSWER`, `FAILED`, `CANCELED`, `MISSED`) | `status`: new / open / closed |
 //! | `https://{uiDomain}/contacts/{portalId}/record/0-48/{id}` | `url` |
 //!
+//! | HubSpot email (engagement) | Talkdesk interaction |
+//! |---|---|
+//! | `id` | `id` |
+//! | `hs_email_subject` (else `Email #{id}`) | `subject` |
+//! | `hs_email_text` (tags removed, at most 500 characters) | `description` |
+//! | `hs_timestamp`, else `hs_lastmodifieddate` | `date` |
+//! | — | `priority`: none |
+//! | `hs_email_status`: `SCHEDULED`, `SENDING` / anything else (`SENT`, `BOUNCED`, `FAILED`) | `status`: new / closed |
+//! | `https://{uiDomain}/contacts/{portalId}/record/0-49/{id}` | `url` |
+//!
 //! The record URL pattern (`/contacts/{portalId}/record/{objectTypeId}/{id}`) is the one HubSpot's UI uses;
-//! HubSpot does not document it (UNVERIFIED). The call object type id `0-48` is HubSpot's documented id.
+//! HubSpot does not document it (UNVERIFIED). The call and email object type ids `0-48` and `0-49` are
+//! HubSpot's documented ids.
 
 use std::collections::HashMap;
 
@@ -85,6 +96,17 @@ pub const CALL_PROPERTIES: &[&str] = &[
     "hs_call_title",
     "hs_call_body",
     "hs_call_status",
+    "hs_timestamp",
+    "hs_lastmodifieddate",
+];
+/// Email engagement properties ("Activities | Email": `hs_email_subject`, `hs_email_text`, `hs_email_status`
+/// BOUNCED / FAILED / SCHEDULED / SENDING / SENT, `hs_timestamp`). The HTML body is not read (it can be
+/// large; the text body says the same).
+pub const EMAIL_PROPERTIES: &[&str] = &[
+    "hs_email_subject",
+    "hs_email_text",
+    "hs_email_status",
+    "hs_email_direction",
     "hs_timestamp",
     "hs_lastmodifieddate",
 ];
@@ -373,22 +395,34 @@ pub fn tie_search(at_ms: i64, after_id: Option<u64>, limit: usize, photo: Option
     })
 }
 
-/// The search for people by one email (the primary `email`, or one of `hs_additional_emails`) or one phone
-/// (HubSpot's calculated search properties hold a phone's national number, without the country code):
-/// two filter groups, OR-ed.
-pub fn person_search(email: Option<&str>, phone_digits: Option<&str>, photo: Option<&str>) -> Option<Value> {
-    let groups: Vec<Value> = match (email, phone_digits) {
-        (Some(e), _) => vec![
-            json!({"filters": [filter("email", "EQ", e)]}),
-            json!({"filters": [filter("hs_additional_emails", "CONTAINS_TOKEN", e)]}),
-        ],
-        (None, Some(d)) => vec![
-            json!({"filters": [filter("hs_searchable_calculated_phone_number", "EQ", d)]}),
-            json!({"filters": [filter("hs_searchable_calculated_mobile_number", "EQ", d)]}),
-        ],
-        (None, None) => return None,
-    };
-    Some(json!({"filterGroups": groups, "properties": properties(photo), "limit": 10}))
+fn filter_in(property: &str, values: &[String]) -> Value {
+    json!({"propertyName": property, "operator": "IN", "values": values})
+}
+
+/// Contacts one search answers per identifier it holds (the old one-identifier search's page).
+pub const RESULTS_PER_IDENTIFIER: usize = 10;
+
+/// The search for people by several emails and phones at once, each property OR-ed with `IN`: one filter
+/// group for the primary `email`, one for `hs_additional_emails` (an enumeration property holding every
+/// secondary address; `IN` matches a contact holding any of the values: UNVERIFIED for this property, see
+/// the HubSpot module), one each for HubSpot's calculated phone and mobile search properties, which hold a
+/// phone's national number without the country code. At most four groups of one filter each; emails are
+/// lowercase (string `IN` values must be). `None` when there is nothing to search.
+pub fn people_search(emails: &[String], phone_digits: &[String], photo: Option<&str>) -> Option<Value> {
+    let mut groups: Vec<Value> = Vec::with_capacity(4);
+    if !emails.is_empty() {
+        groups.push(json!({"filters": [filter_in("email", emails)]}));
+        groups.push(json!({"filters": [filter_in("hs_additional_emails", emails)]}));
+    }
+    if !phone_digits.is_empty() {
+        groups.push(json!({"filters": [filter_in("hs_searchable_calculated_phone_number", phone_digits)]}));
+        groups.push(json!({"filters": [filter_in("hs_searchable_calculated_mobile_number", phone_digits)]}));
+    }
+    if groups.is_empty() {
+        return None;
+    }
+    let limit = (RESULTS_PER_IDENTIFIER * (emails.len() + phone_digits.len())).clamp(RESULTS_PER_IDENTIFIER, 200);
+    Some(json!({"filterGroups": groups, "properties": properties(photo), "limit": limit}))
 }
 
 /// The `hs_additional_emails` value split into addresses (HubSpot separates them with `;`).
@@ -545,6 +579,31 @@ pub fn call(o: &Object, portal: &Portal) -> Option<Interaction> {
     })
 }
 
+pub fn email_status(s: Option<&str>) -> Status {
+    match s.map(str::to_ascii_uppercase).as_deref() {
+        Some("SCHEDULED" | "SENDING") => Status::New,
+        // SENT, BOUNCED, FAILED, or a value HubSpot adds later: an email that went (or will not go) out.
+        _ => Status::Closed,
+    }
+}
+
+/// Maps an email engagement (`None` when it has no date at all).
+pub fn email(o: &Object, portal: &Portal) -> Option<Interaction> {
+    let subject = o
+        .prop("hs_email_subject")
+        .map(|s| crate::connectors::zendesk::mapping::preview(s, 250));
+    Some(Interaction {
+        id: o.id.clone(),
+        subject: subject.filter(|s| !s.is_empty()).unwrap_or_else(|| format!("Email #{}", o.id)),
+        description: preview(&strip_tags(o.prop("hs_email_text").unwrap_or_default())),
+        date: date_of(o, &["hs_timestamp", "hs_lastmodifieddate"])?,
+        url: portal.record_url("0-49", &o.id),
+        kind: "email".into(),
+        priority: Priority::None,
+        status: email_status(o.prop("hs_email_status")),
+    })
+}
+
 /// Which limit a 429 says was hit (`policyName` in HubSpot's body).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Policy {
@@ -664,13 +723,45 @@ mod tests {
     }
 
     #[test]
-    fn a_person_search_ors_the_primary_and_additional_emails_or_both_phone_properties() {
-        let e = person_search(Some("ada@example.com"), None, None).unwrap();
-        assert_eq!(e["filterGroups"].as_array().unwrap().len(), 2);
-        assert_eq!(e["filterGroups"][1]["filters"][0]["propertyName"], "hs_additional_emails");
-        let p = person_search(None, Some("4155550100"), None).unwrap();
-        assert_eq!(p["filterGroups"][0]["filters"][0]["value"], "4155550100");
-        assert!(person_search(None, None, None).is_none());
+    fn a_people_search_ors_every_email_and_phone_property_with_one_in_filter_each() {
+        let emails = vec!["ada@example.com".to_string(), "bob@example.com".into()];
+        let digits = vec!["4155550100".to_string()];
+        let b = people_search(&emails, &digits, None).unwrap();
+        let groups = b["filterGroups"].as_array().unwrap();
+        assert_eq!(groups.len(), 4);
+        assert!(groups.iter().all(|g| g["filters"].as_array().unwrap().len() == 1));
+        assert_eq!(
+            groups[1]["filters"][0],
+            json!({"propertyName": "hs_additional_emails", "operator": "IN", "values": ["ada@example.com", "bob@example.com"]})
+        );
+        assert_eq!(groups[3]["filters"][0]["propertyName"], "hs_searchable_calculated_mobile_number");
+        assert_eq!(groups[2]["filters"][0]["values"], json!(["4155550100"]));
+        assert_eq!(b["limit"], 30);
+        assert_eq!(
+            people_search(&[], &digits, None).unwrap()["filterGroups"].as_array().unwrap().len(),
+            2
+        );
+        assert!(people_search(&[], &[], None).is_none());
+    }
+
+    #[test]
+    fn emails_map_subject_text_status_and_link() {
+        let o = object(
+            "77",
+            json!({"hs_email_subject": "Your renewal", "hs_email_text": "Hi <b>Ada</b>", "hs_email_status": "SENT",
+                   "hs_timestamp": "2026-11-29T09:00:00Z"}),
+        );
+        let e = email(&o, &portal()).unwrap();
+        assert_eq!((e.kind.as_str(), e.status, e.priority), ("email", Status::Closed, Priority::None));
+        assert_eq!((e.subject.as_str(), e.description.as_str()), ("Your renewal", "Hi Ada"));
+        assert_eq!(e.url, "https://app-eu1.hubspot.com/contacts/2519445/record/0-49/77");
+        assert_eq!(email_status(Some("SCHEDULED")), Status::New);
+        assert_eq!(
+            email(&object("78", json!({"hs_timestamp": "2026-11-29T09:00:00Z"})), &portal())
+                .unwrap()
+                .subject,
+            "Email #78"
+        );
     }
 
     #[test]

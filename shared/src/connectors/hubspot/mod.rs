@@ -1,5 +1,5 @@
-//! HubSpot CRM: contacts from the CRM search endpoint ordered by modification date, interactions (tickets
-//! and calls) from a contact's associations.
+//! HubSpot CRM: contacts from the CRM search endpoint ordered by modification date, interactions (tickets,
+//! calls and emails) from a contact's associations.
 //!
 //! - [`credentials`]: the `auth` fields (`access_token`, optional `portal_id`), checked before any request.
 //! - [`settings`]: `HUBSPOT_*` deployment settings.
@@ -28,16 +28,34 @@
 //! with the merged emails in `hs_additional_emails`; the secondary's id is no longer synced (Talkdesk's
 //! protocol has no deletions) and a lookup by its email finds the primary.
 //!
-//! **Interaction lookup** (scheduled by `crate::lookup`): a contact's id is its external id (digits, no
-//! request); an email or phone is one search OR-ing two filter groups (email: `email EQ` or
-//! `hs_additional_emails CONTAINS_TOKEN`; phone: HubSpot's calculated phone and mobile search properties, by
-//! national number), whose candidates show every email and phone (complete). Interactions are one v4
-//! association batch read per type (`contacts` → `tickets`, `calls`), then one object batch read per type
-//! for the newest [`MAX_PER_TYPE`] ids, never one request per object; ticket status comes from the pipeline
-//! stages' `ticketState`, read once per token and cached for [`CACHE_TTL`]. A type the token's scopes do
-//! not allow (403) is left out, logged; only when every asked type is refused is the lookup refused. The
-//! account's portal id, UI host and time zone come from `GET /account-info/v3/details`, read once per token
-//! and cached for [`CACHE_TTL`] (for record URLs and the daily limit's reset).
+//! **Interaction lookup** (scheduled by `crate::lookup`), in as few round trips as HubSpot allows:
+//!
+//! 1. *Search* (only for emails and phones): one `POST /crm/v3/objects/contacts/search` for all the
+//!    lookup's identifiers ([`Connector::search_batches`]), OR-ing filter groups of one `IN` filter each:
+//!    `email`, `hs_additional_emails`, and HubSpot's calculated phone and mobile search properties (national
+//!    numbers). HubSpot allows 5 filter groups, 6 filters a group and 18 filters in all ([`MAX_FILTER_GROUPS`]
+//!    and the others, cited there); a search holds at most [`MAX_IN_VALUES`] emails and as many phones
+//!    (four groups of one filter): the defaults (10 emails, 10 phones) are one search, more become several
+//!    searches that the lookup layer runs at once. Candidates show every email and
+//!    phone (complete), so no identifier read follows. A contact's id (the external id, digits) needs no
+//!    search.
+//! 2. *Associations*, at once for every asked type (`POST /crm/v4/associations/contacts/{tickets|calls|
+//!    emails}/batch/read`), together with the account details and the ticket stages when they are not
+//!    cached.
+//! 3. *Objects*, at once for every type with associations: one batch read per type for the newest
+//!    [`MAX_PER_TYPE`] ids (`POST /crm/v3/objects/{type}/batch/read`), never one request per object.
+//!
+//! So a lookup by id is two round trips, one by emails and phones three; at most [`FETCH_IN_FLIGHT`]
+//! requests of one fetch are in flight at once, which the lookup layer counts. Ticket status comes from the
+//! pipeline stages' `ticketState`, read once per token and cached for [`CACHE_TTL`]. A type the token's
+//! scopes do not allow (403: `tickets`, `crm.objects.contacts.read` for calls, `sales-email-read` for
+//! emails) is left out, logged; only when every asked type is refused is the lookup refused. The account's
+//! portal id, UI host and time zone come from `GET /account-info/v3/details`, read once per token and
+//! cached for [`CACHE_TTL`] (for record URLs and the daily limit's reset).
+//!
+//! Upstream requests of one lookup, retries included (each request may be sent twice after a short 429):
+//! `2·S + 10·2·(2 + 2·T)` with S searches (⌈max(E, P) / 10⌉, one with the defaults) and T asked types (at most
+//! 3): at most **2 + 160 = 162** with the defaults, in practice S + 2 + 2·T per person found.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -77,14 +95,63 @@ pub const MAX_PER_TYPE: usize = 100;
 /// Requests one lookup call may send for one request: the request and one repeat after a short 429.
 const ATTEMPTS_PER_REQUEST: usize = 2;
 
-const TYPES: &[&str] = &["ticket", "call"];
+const TYPES: &[&str] = &["ticket", "call", "email"];
 
-/// The HubSpot object type and its batch-read properties, for an interaction type.
-fn object_type(kind: &str) -> Option<(&'static str, &'static [&'static str])> {
+/// Requests one interactions fetch has in flight at once: the account details, the ticket stages and one
+/// association read per type (the object batch reads come after, at most one per type).
+pub const FETCH_IN_FLIGHT: usize = 2 + TYPES.len();
+
+// HubSpot's search limits. "You can include a maximum of five filterGroups with up to 6 filters in each
+// group, with a maximum of 18 filters in total" (Search the CRM, H-SEARCH in external-apis.md §2.2); the
+// Aug-2024 changelog ("Breaking Change: Expanded Filtering Capabilities and Error Messaging in HubSpot's
+// Search API", developers.hubspot.com/changelog) gives 5 groups, 10 filters a group and 25 in all. Five
+// groups either way; the bridge keeps to the stricter numbers, and sends one filter a group.
+/// Filter groups (OR-ed) one search may hold.
+pub const MAX_FILTER_GROUPS: usize = 5;
+/// Filters (AND-ed) one filter group may hold.
+pub const MAX_FILTERS_PER_GROUP: usize = 6;
+/// Filters one search may hold in all.
+pub const MAX_FILTERS: usize = 18;
+/// Values of one `IN` filter. HubSpot's spec types `values` as a list of strings and documents no limit
+/// (UNVERIFIED); ten (the lookup's default cap per kind) keeps every default lookup to one search.
+pub const MAX_IN_VALUES: usize = 10;
+/// Filter groups one search sends: `email` and `hs_additional_emails` for its emails, the calculated phone
+/// and mobile properties for its phones, one `IN` filter each.
+const GROUPS_PER_SEARCH: usize = 4;
+const _: () = assert!(GROUPS_PER_SEARCH <= MAX_FILTER_GROUPS && GROUPS_PER_SEARCH <= MAX_FILTERS && 1 <= MAX_FILTERS_PER_GROUP);
+
+/// The HubSpot object type, its batch-read properties and the scope reading it needs, for an interaction
+/// type.
+fn object_type(kind: &str) -> Option<(&'static str, &'static [&'static str], &'static str)> {
     match kind {
-        "ticket" => Some(("tickets", mapping::TICKET_PROPERTIES)),
-        "call" => Some(("calls", mapping::CALL_PROPERTIES)),
+        "ticket" => Some(("tickets", mapping::TICKET_PROPERTIES, "tickets")),
+        "call" => Some(("calls", mapping::CALL_PROPERTIES, "crm.objects.contacts.read")),
+        "email" => Some(("emails", mapping::EMAIL_PROPERTIES, "sales-email-read")),
         _ => None,
+    }
+}
+
+/// The lookup's identifiers as searches: each holds at most [`MAX_IN_VALUES`] emails and as many phones (so
+/// four filter groups of one `IN` filter), in the order given. The defaults (10 and 10) are one search;
+/// 25 emails and 12 phones are three.
+pub fn search_units(identifiers: &[Identifier]) -> Vec<Vec<Identifier>> {
+    let emails: Vec<Identifier> = identifiers.iter().filter(|i| matches!(i, Identifier::Email(_))).cloned().collect();
+    let phones: Vec<Identifier> = identifiers.iter().filter(|i| matches!(i, Identifier::Phone(_))).cloned().collect();
+    let mut email_chunks = emails.chunks(MAX_IN_VALUES);
+    let mut phone_chunks = phones.chunks(MAX_IN_VALUES);
+    let mut out = Vec::new();
+    loop {
+        let search: Vec<Identifier> = email_chunks
+            .next()
+            .unwrap_or_default()
+            .iter()
+            .chain(phone_chunks.next().unwrap_or_default())
+            .cloned()
+            .collect();
+        if search.is_empty() {
+            return out;
+        }
+        out.push(search);
     }
 }
 
@@ -117,7 +184,8 @@ pub fn integration(_config: &Config) -> Integration {
     Integration {
         name: "talkdesk-bridge-hubspot".into(),
         display_name: "HubSpot CRM".into(),
-        description: "HubSpot contacts as Talkdesk contacts, and a caller's HubSpot tickets and calls on the agent's screen.".into(),
+        description: "HubSpot contacts as Talkdesk contacts, and a caller's HubSpot tickets, calls and emails on the agent's screen."
+            .into(),
         auth_fields: vec![
             AuthField {
                 name: "access_token",
@@ -244,16 +312,15 @@ impl HubSpot {
         Ok(states)
     }
 
-    /// The newest associated objects of one type (at most [`MAX_PER_TYPE`]), read in one batch.
-    async fn associated(
+    /// The ids of the newest associated objects of one type (at most [`MAX_PER_TYPE`] and `limit`).
+    async fn associated_ids(
         &self,
         creds: &Credentials,
         contact_id: u64,
         object_type: &str,
-        properties: &[&str],
         limit: usize,
         budget: &dyn Budget,
-    ) -> Result<Vec<Object>, ConnectorError> {
+    ) -> Result<Vec<String>, ConnectorError> {
         let path = format!("/crm/v4/associations/contacts/{object_type}/batch/read");
         let body = json!({"inputs": [{"id": contact_id.to_string()}]});
         let (found, _) = self
@@ -267,6 +334,18 @@ impl HubSpot {
             );
         }
         ids.truncate(limit.clamp(1, MAX_PER_TYPE));
+        Ok(ids)
+    }
+
+    /// Objects of one type by id, in one batch read; archived ones are left out.
+    async fn objects(
+        &self,
+        creds: &Credentials,
+        object_type: &str,
+        properties: &[&str],
+        ids: &[String],
+        budget: &dyn Budget,
+    ) -> Result<Vec<Object>, ConnectorError> {
         if ids.is_empty() {
             return Ok(vec![]);
         }
@@ -384,11 +463,12 @@ impl Connector for HubSpot {
 
     fn lookup_costs(&self, _limit: usize) -> LookupCosts {
         // A fetch: the account details and the ticket stages (each when not cached), then per type one
-        // association read and one batch read.
+        // association read and one batch read; the first three kinds at once, then the batch reads.
         LookupCosts {
             search: ATTEMPTS_PER_REQUEST,
             identifiers: ATTEMPTS_PER_REQUEST,
             fetch: ATTEMPTS_PER_REQUEST * (2 + 2 * TYPES.len()),
+            fetch_in_flight: FETCH_IN_FLIGHT,
         }
     }
 
@@ -415,16 +495,40 @@ impl Connector for HubSpot {
         Ok(())
     }
 
+    fn search_batches(&self, identifiers: &[Identifier]) -> Vec<Vec<Identifier>> {
+        search_units(identifiers)
+    }
+
     async fn find_people(&self, auth: &Auth, identifier: &Identifier, budget: &dyn Budget) -> Result<Vec<Candidate>, ConnectorError> {
+        let found = self.find_people_batch(auth, std::slice::from_ref(identifier), budget).await?;
+        Ok(found.into_iter().flat_map(|(_, c)| c).collect())
+    }
+
+    /// One search for every email and phone of `identifiers` (a list [`search_units`] made, so within
+    /// HubSpot's filter limits). Every candidate is listed under every identifier: each shows all its emails
+    /// and phones, and the lookup layer keeps the exact matches.
+    async fn find_people_batch(
+        &self,
+        auth: &Auth,
+        identifiers: &[Identifier],
+        budget: &dyn Budget,
+    ) -> Result<Vec<(Identifier, Vec<Candidate>)>, ConnectorError> {
         let creds = Credentials::from_auth(auth)?;
-        let body = match identifier {
-            Identifier::Email(e) => mapping::person_search(Some(e.as_str()), None, None),
-            Identifier::Phone(p) => match crate::phone::national_number(p) {
-                Some(digits) => mapping::person_search(None, Some(digits.as_str()), None),
-                None => return Ok(vec![]),
-            },
+        let mut emails: Vec<String> = Vec::new();
+        let mut digits: Vec<String> = Vec::new();
+        for identifier in identifiers {
+            match identifier {
+                Identifier::Email(e) => emails.push(e.to_lowercase()),
+                // A phone without a national number cannot be searched: it finds nobody.
+                Identifier::Phone(p) => digits.extend(crate::phone::national_number(p)),
+            }
+        }
+        emails.dedup();
+        digits.sort_unstable();
+        digits.dedup();
+        let Some(body) = mapping::people_search(&emails, &digits, None) else {
+            return Ok(identifiers.iter().map(|i| (i.clone(), vec![])).collect());
         };
-        let Some(body) = body else { return Ok(vec![]) };
         let (page, _) = self
             .send::<SearchPage>(
                 &creds,
@@ -433,9 +537,19 @@ impl Connector for HubSpot {
                 Patience::Brief(budget),
             )
             .await?;
-        Ok(page
-            .map(|p| p.results)
-            .unwrap_or_default()
+        let page = page.unwrap_or(SearchPage {
+            total: None,
+            results: vec![],
+            paging: None,
+        });
+        if page.has_more() {
+            tracing::info!(
+                identifiers = identifiers.len(),
+                "more contacts match the lookup's identifiers than one search answers; the first page is used"
+            );
+        }
+        let candidates: Vec<Candidate> = page
+            .results
             .iter()
             .filter(|o| !o.archived)
             .map(|o| Candidate {
@@ -444,7 +558,8 @@ impl Connector for HubSpot {
                 phones: mapping::phones_of(o),
                 complete: true,
             })
-            .collect())
+            .collect();
+        Ok(identifiers.iter().map(|i| (i.clone(), candidates.clone())).collect())
     }
 
     async fn identifiers_of(&self, auth: &Auth, person: &PersonRef, budget: &dyn Budget) -> Result<Candidate, ConnectorError> {
@@ -468,6 +583,8 @@ impl Connector for HubSpot {
         Ok(candidate)
     }
 
+    /// Two round trips: the account details, the ticket stages (each when not cached) and every asked
+    /// type's associations at once; then every type's batch read at once.
     async fn interactions_of(
         &self,
         auth: &Auth,
@@ -480,36 +597,111 @@ impl Connector for HubSpot {
         let Some(contact_id) = mapping::object_id(&person.0) else {
             return Ok(None);
         };
-        let portal = self.portal(&creds, budget).await?;
+        let kinds: Vec<(&str, &'static str, &'static [&'static str], &'static str)> = types
+            .iter()
+            .filter_map(|k| object_type(k).map(|(o, p, scope)| (k.as_str(), o, p, scope)))
+            .collect();
+        let wants_tickets = kinds.iter().any(|k| k.0 == "ticket");
+        let stages = async {
+            if wants_tickets {
+                self.stage_states(&creds, budget).await.map(Some)
+            } else {
+                Ok(None)
+            }
+        };
+        let associations = futures::future::join_all(
+            kinds
+                .iter()
+                .map(|(_, object_type, _, _)| self.associated_ids(&creds, contact_id, object_type, limit, budget)),
+        );
+        let (portal, stages, associations) = futures::join!(self.portal(&creds, budget), stages, associations);
+        let portal = portal?;
+
+        let refused = |object_type: &str, scope: &str| {
+            tracing::warn!(object_type, scope, "the token may not read these interactions; leaving them out");
+            ConnectorError::Forbidden {
+                message: format!("HubSpot refused to list the contact's {object_type} (403): the private app needs the {scope} scope"),
+            }
+        };
+        let mut last_refusal: Option<ConnectorError> = None;
+        let mut readable: Vec<(&str, &'static str, &'static [&'static str], &'static str, Vec<String>)> = Vec::new();
+        for ((kind, object_type, properties, scope), ids) in kinds.iter().zip(associations) {
+            match ids {
+                Ok(ids) => readable.push((kind, object_type, properties, scope, ids)),
+                Err(ConnectorError::Forbidden { .. }) => last_refusal = Some(refused(object_type, scope)),
+                Err(e) => return Err(e),
+            }
+        }
+        let reads = futures::future::join_all(
+            readable
+                .iter()
+                .map(|(_, object_type, properties, _, ids)| self.objects(&creds, object_type, properties, ids, budget)),
+        )
+        .await;
         let mut out = Vec::new();
-        let mut refused: Option<ConnectorError> = None;
         let mut allowed = 0usize;
-        for kind in types {
-            let Some((object_type, properties)) = object_type(kind) else {
-                continue;
-            };
-            let objects = match self.associated(&creds, contact_id, object_type, properties, limit, budget).await {
+        let mut stages = Some(stages);
+        for ((kind, object_type, _, scope, _), objects) in readable.iter().zip(reads) {
+            let objects = match objects {
                 Ok(o) => o,
-                Err(e @ ConnectorError::Forbidden { .. }) => {
-                    tracing::warn!(object_type, "the token may not read these interactions; leaving them out");
-                    refused = Some(e);
+                Err(ConnectorError::Forbidden { .. }) => {
+                    last_refusal = Some(refused(object_type, scope));
                     continue;
                 }
                 Err(e) => return Err(e),
             };
-            allowed += 1;
-            match kind.as_str() {
+            match *kind {
                 "ticket" if !objects.is_empty() => {
-                    let stages = self.stage_states(&creds, budget).await?;
-                    out.extend(objects.iter().filter_map(|o| mapping::ticket(o, &stages, &portal)));
+                    // The stages matter only when there are tickets to show.
+                    let states = match stages.take().unwrap_or(Ok(None)) {
+                        Ok(s) => s.unwrap_or_default(),
+                        Err(ConnectorError::Forbidden { .. }) => {
+                            last_refusal = Some(refused("ticket pipelines", scope));
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    };
+                    out.extend(objects.iter().filter_map(|o| mapping::ticket(o, &states, &portal)));
                 }
                 "call" => out.extend(objects.iter().filter_map(|o| mapping::call(o, &portal))),
+                "email" => out.extend(objects.iter().filter_map(|o| mapping::email(o, &portal))),
                 _ => {}
             }
+            allowed += 1;
         }
-        match refused {
+        match last_refusal {
             Some(e) if allowed == 0 => Err(e),
             _ => Ok(Some(out)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identifiers(emails: usize, phones: usize) -> Vec<Identifier> {
+        (0..emails)
+            .map(|n| Identifier::Email(format!("p{n}@example.com")))
+            .chain((0..phones).map(|n| Identifier::Phone(format!("+1415555{n:04}"))))
+            .collect()
+    }
+
+    #[test]
+    fn searches_hold_at_most_ten_emails_and_ten_phones_each_every_identifier_once() {
+        let sizes = |e, p| search_units(&identifiers(e, p)).iter().map(Vec::len).collect::<Vec<_>>();
+        assert_eq!(sizes(3, 2), vec![5], "one search");
+        assert_eq!(sizes(10, 10), vec![20], "the defaults: one search");
+        assert_eq!(sizes(25, 12), vec![20, 12, 5]);
+        assert_eq!(sizes(0, 11), vec![10, 1]);
+        assert!(search_units(&[]).is_empty());
+        let all = identifiers(25, 12);
+        let flat: Vec<Identifier> = search_units(&all).concat();
+        assert_eq!(flat.len(), all.len());
+        assert!(all.iter().all(|i| flat.contains(i)));
+        for search in search_units(&all) {
+            let emails = search.iter().filter(|i| matches!(i, Identifier::Email(_))).count();
+            assert!(emails <= MAX_IN_VALUES && search.len() - emails <= MAX_IN_VALUES);
         }
     }
 }
