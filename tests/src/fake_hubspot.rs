@@ -17,6 +17,11 @@
 //!   associations, and 207 with `errors` for the others.
 //! - `POST /crm/v3/objects/{tickets|calls|emails}/batch/read`: at most 100 inputs.
 //! - `GET /crm/v3/pipelines/tickets`, `GET /account-info/v3/details`.
+//! - `GET /crm/v3/owners` (scope `crm.objects.owners.read`, denied with [`FakeHubSpot::deny_scope`]`("owners")`):
+//!   `limit` (default 100; at most 500, an UNVERIFIED maximum: 400 beyond), `after` (an opaque cursor from
+//!   `paging.next.after`; any other is a 400), `archived` (default `false`: live owners only; `true`:
+//!   archived ones only), owners in id order with `id`, `email`, `type` (`PERSON` / `QUEUE`), `firstName`,
+//!   `lastName`, `userId`, `createdAt`, `updatedAt`, `archived`, `teams`.
 //! - Auth: `Authorization: Bearer` [`ACCESS_TOKEN`], else 401 `INVALID_AUTHENTICATION`. Object types left
 //!   out of the token's scopes ([`FakeHubSpot::deny_scope`]) answer 403 `MISSING_SCOPES`.
 //! - Rate limits, per account: search at most N requests per second (fixed one-second windows; headers
@@ -175,6 +180,40 @@ impl FakeObject {
     }
 }
 
+/// An owner (a HubSpot user, or a queue).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FakeOwner {
+    pub id: u64,
+    pub email: Option<String>,
+    pub first_name: String,
+    pub last_name: String,
+    /// `PERSON` or `QUEUE`.
+    pub kind: String,
+    pub archived: bool,
+}
+
+impl FakeOwner {
+    pub fn person(id: u64, first: &str, last: &str, email: &str) -> Self {
+        FakeOwner {
+            id,
+            email: Some(email.into()),
+            first_name: first.into(),
+            last_name: last.into(),
+            kind: "PERSON".into(),
+            archived: false,
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        json!({
+            "id": self.id.to_string(), "email": self.email, "type": self.kind, "firstName": self.first_name,
+            "lastName": self.last_name, "userId": self.id + 9_000_000, "userIdIncludingInactive": self.id + 9_000_000,
+            "createdAt": iso(1_577_000_000_000), "updatedAt": iso(1_577_000_000_000), "archived": self.archived,
+            "teams": [{"id": "178588", "name": "Support", "primary": true}]
+        })
+    }
+}
+
 /// A ticket pipeline stage.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FakeStage {
@@ -198,6 +237,8 @@ pub struct FakeData {
     pub ticket_links: BTreeMap<u64, Vec<u64>>,
     pub call_links: BTreeMap<u64, Vec<u64>>,
     pub email_links: BTreeMap<u64, Vec<u64>>,
+    /// The account's owners, by id.
+    pub owners: BTreeMap<u64, FakeOwner>,
     /// Pipeline id to stages.
     pub pipelines: BTreeMap<String, Vec<FakeStage>>,
     /// The account's offset from UTC (`utcOffsetMilliseconds`).
@@ -802,6 +843,7 @@ fn route(inner: &mut Inner, req: &RecordedRequest) -> Response {
         ("POST", ["crm", "v4", "associations", "contacts", to, "batch", "read"]) => associations(inner, to, &req.body),
         ("POST", ["crm", "v3", "objects", kind @ ("tickets" | "calls" | "emails"), "batch", "read"]) => batch_read(inner, kind, &req.body),
         ("GET", ["crm", "v3", "pipelines", "tickets"]) => pipelines(inner),
+        ("GET", ["crm", "v3", "owners"]) => owners(inner, &req.query),
         _ => error(404, "OBJECT_NOT_FOUND", "resource not found"),
     }
 }
@@ -1183,6 +1225,90 @@ fn pipelines(inner: &Inner) -> Response {
         })
         .collect();
     respond(200, json!({"results": results}))
+}
+
+/// The cursor the fake gives for the owners after `id` (opaque to the bridge; its `=` must be
+/// percent-encoded in a query).
+fn owner_cursor(id: u64) -> String {
+    format!("T{id}==")
+}
+
+/// A query value with its percent-encoding undone.
+fn decoded(v: &str) -> String {
+    let bytes = v.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (b'+', _, _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn owners(inner: &Inner, query: &str) -> Response {
+    if inner.denied.contains("owners") {
+        return missing_scopes("crm.objects.owners.read");
+    }
+    let param = |name: &str| {
+        query
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| decoded(v))
+    };
+    let limit = match param("limit").map(|v| v.parse::<usize>()) {
+        None => 100,
+        Some(Ok(n)) if (1..=500).contains(&n) => n,
+        Some(_) => return validation("limit must be an integer between 1 and 500"),
+    };
+    let archived = match param("archived").as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return validation("archived must be true or false"),
+    };
+    let after = match param("after") {
+        None => None,
+        Some(c) => match c
+            .strip_prefix('T')
+            .and_then(|rest| rest.strip_suffix("=="))
+            .and_then(|id| id.parse::<u64>().ok())
+        {
+            Some(id) => Some(id),
+            None => return validation("Invalid `after` paging cursor"),
+        },
+    };
+    let listed: Vec<&FakeOwner> = inner
+        .data
+        .owners
+        .values()
+        .filter(|o| o.archived == archived)
+        .filter(|o| after.is_none_or(|a| o.id > a))
+        .collect();
+    let page: Vec<Value> = listed.iter().take(limit).map(|o| o.to_json()).collect();
+    let mut answer = json!({"results": page});
+    if listed.len() > limit {
+        let next = owner_cursor(listed[limit - 1].id);
+        let link = format!("https://api.hubapi.com/crm/v3/owners?after={}", next.replace('=', "%3D"));
+        answer["paging"] = json!({"next": {"after": next, "link": link}});
+    }
+    respond(200, answer)
 }
 
 /// How much data [`generate`] makes.

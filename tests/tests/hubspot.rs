@@ -10,8 +10,8 @@ use bridge::error::ApiResponse;
 use bridge::sync::budget::Unlimited;
 use bridge::App;
 use bridge_tests::fake_hubspot::{
-    self, auth_json, generate, hubspot_error, rate_limited, FakeContact, FakeData, FakeHubSpot, FakeObject, Fault, Generate, LimitHit,
-    Limits, ACCESS_TOKEN, PORTAL_ID,
+    self, auth_json, generate, hubspot_error, rate_limited, FakeContact, FakeData, FakeHubSpot, FakeObject, FakeOwner, Fault, Generate,
+    LimitHit, Limits, ACCESS_TOKEN, PORTAL_ID,
 };
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{json, Value};
@@ -842,6 +842,127 @@ async fn a_non_numeric_external_id_sends_no_request() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(json_of(&r), json!([]));
     assert!(fake.requests().is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Agents (`POST /agents`): the account's owners
+
+async fn agents(app: &App, auth: Value) -> ApiResponse {
+    app.agents(json!({ "auth": auth }).to_string().as_bytes(), &Unlimited).await
+}
+
+fn error_of(r: &ApiResponse) -> (String, String) {
+    let v = json_of(r);
+    (
+        v["error"]["code"].as_str().unwrap_or_default().to_string(),
+        v["error"]["message"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+/// 230 live people (three pages of 100), plus what is not an agent: archived owners, a queue and an owner
+/// without an email. Returns the data and the expected agent ids, in id order.
+fn account_with_owners() -> (FakeData, Vec<String>) {
+    let mut d = data_of(vec![]);
+    let mut expected = Vec::new();
+    for n in 0..230u64 {
+        let id = 41_000_000 + n * 7;
+        d.owners.insert(
+            id,
+            FakeOwner::person(id, &format!("Agent{n}"), "Example", &format!("agent{n}@acme.test")),
+        );
+        expected.push(id.to_string());
+    }
+    let mut archived = FakeOwner::person(41_000_003, "Gone", "Away", "gone@acme.test");
+    archived.archived = true;
+    let mut queue = FakeOwner::person(41_000_004, "Support", "Queue", "queue@acme.test");
+    queue.kind = "QUEUE".into();
+    let mut no_email = FakeOwner::person(41_000_005, "No", "Email", "");
+    no_email.email = None;
+    for o in [archived, queue, no_email] {
+        d.owners.insert(o.id, o);
+    }
+    (d, expected)
+}
+
+#[tokio::test]
+async fn every_live_owner_is_an_agent_read_across_the_owners_pages() {
+    let (d, expected) = account_with_owners();
+    let fake = start(d).await;
+    let app = app(&fake);
+    let r = agents(&app, auth_json()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let listed = json_of(&r)["agents"].as_array().cloned().unwrap();
+    let ids: Vec<String> = listed.iter().map(|a| a["id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(ids, expected, "every live person once, nobody else");
+    assert_eq!(
+        listed[0],
+        json!({"id": "41000000", "name": "Agent0 Example", "email": "agent0@acme.test"})
+    );
+    let sent = fake.requests_to("/crm/v3/owners");
+    assert_eq!(
+        sent.len(),
+        3,
+        "232 live owners (the queue and the one without email included) take three pages of 100: {sent:?}"
+    );
+    let param = |q: &str, name: &str| {
+        q.split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_string())
+    };
+    for req in &sent {
+        assert_eq!(req.method, "GET");
+        assert_eq!(param(&req.query, "limit").as_deref(), Some("100"));
+        assert_eq!(param(&req.query, "archived").as_deref(), Some("false"));
+    }
+    assert_eq!(param(&sent[0].query, "after"), None);
+    let (second, third) = (param(&sent[1].query, "after"), param(&sent[2].query, "after"));
+    assert!(second.is_some() && third.is_some() && second != third, "{sent:?}");
+    assert!(second.unwrap().ends_with("%3D%3D"), "the cursor is percent-encoded");
+}
+
+#[tokio::test]
+async fn agents_without_the_owners_scope_are_a_403_naming_the_scope() {
+    let (d, _) = account_with_owners();
+    let fake = start(d).await;
+    fake.deny_scope("owners");
+    let app = app(&fake);
+    let r = agents(&app, auth_json()).await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    let (code, message) = error_of(&r);
+    assert_eq!(code, "upstream_forbidden");
+    assert!(message.contains("crm.objects.owners.read"), "{message}");
+    assert!(!r.body.contains("agents\""), "no list at all");
+}
+
+#[tokio::test]
+async fn agents_with_a_wrong_token_are_a_401() {
+    let (d, _) = account_with_owners();
+    let fake = start(d).await;
+    let app = app(&fake);
+    let r = agents(&app, json!({"access_token": "pat-na1-WRONG-SECRET"})).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert_eq!(error_of(&r).0, "upstream_unauthorized");
+    assert!(!r.body.contains("WRONG-SECRET"));
+}
+
+#[tokio::test]
+async fn an_owners_page_failing_after_the_first_or_a_list_over_the_byte_cap_is_an_error_never_a_shorter_list() {
+    let (d, _) = account_with_owners();
+    let fake = start(d).await;
+    let app = app(&fake);
+    fake.fail_next_on("/crm/v3/owners", 1, Fault::Delay(Duration::ZERO));
+    fake.fail_next_on("/crm/v3/owners", 1, hubspot_error(500, "INTERNAL_ERROR", "boom"));
+    let r = agents(&app, auth_json()).await;
+    assert_eq!(r.status, 502, "{}", r.body);
+    assert_eq!(error_of(&r).0, "upstream_error");
+    assert_eq!(fake.requests_to("/crm/v3/owners").len(), 2);
+    let capped = fake_hubspot::app_on(&fake, &[("BRIDGE_MAX_RESPONSE_BYTES", "10000")]);
+    let r = agents(&capped, auth_json()).await;
+    assert_eq!(r.status, 502, "{}", r.body);
+    let (code, message) = error_of(&r);
+    assert_eq!(code, "agents_too_large");
+    assert!(message.contains("BRIDGE_MAX_RESPONSE_BYTES"), "{message}");
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -47,6 +47,7 @@ pub(crate) enum Op {
     Associations,
     BatchRead,
     Pipelines,
+    Owners,
 }
 
 impl Op {
@@ -59,6 +60,7 @@ impl Op {
             Op::Associations => "reading a contact's associations",
             Op::BatchRead => "reading tickets, calls or emails",
             Op::Pipelines => "reading the ticket pipelines",
+            Op::Owners => "listing the owners",
         }
     }
 
@@ -71,12 +73,14 @@ impl Op {
             Op::Associations => "associations",
             Op::BatchRead => "batch_read",
             Op::Pipelines => "pipelines",
+            Op::Owners => "owners",
         }
     }
 
     fn scope(self) -> &'static str {
         match self {
             Op::AccountInfo | Op::ContactSearch | Op::PersonSearch | Op::ContactRead => "crm.objects.contacts.read",
+            Op::Owners => "crm.objects.owners.read",
             Op::Associations | Op::BatchRead | Op::Pipelines => {
                 "tickets (crm.objects.contacts.read for calls, sales-email-read for emails)"
             }

@@ -604,6 +604,82 @@ pub fn email(o: &Object, portal: &Portal) -> Option<Interaction> {
     })
 }
 
+/// One owner of `GET /crm/v3/owners` (the fields the bridge uses; `id` is a string in HubSpot's spec).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Owner {
+    pub id: Value,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub first_name: Option<String>,
+    #[serde(default)]
+    pub last_name: Option<String>,
+    /// `PERSON` or `QUEUE`.
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub archived: bool,
+}
+
+/// One page of `GET /crm/v3/owners`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct OwnersPage {
+    pub results: Vec<Owner>,
+    #[serde(default)]
+    pub paging: Option<Paging>,
+}
+
+/// Why an owner is not a Talkdesk agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotAnAgent {
+    Archived,
+    Queue,
+    NoEmail,
+    NoId,
+}
+
+impl NotAnAgent {
+    pub fn reason(self) -> &'static str {
+        match self {
+            NotAnAgent::Archived => "archived owner",
+            NotAnAgent::Queue => "queue, not a person",
+            NotAnAgent::NoEmail => "owner without email",
+            NotAnAgent::NoId => "owner without an id",
+        }
+    }
+}
+
+/// An owner as a Talkdesk agent: the owner id (what `hubspot_owner_id` holds), `firstName lastName` (else
+/// the email), the email. Archived owners, queues and owners without an email are not agents.
+pub fn agent(o: &Owner) -> Result<crate::talkdesk::Agent, NotAnAgent> {
+    if o.archived {
+        return Err(NotAnAgent::Archived);
+    }
+    if o.kind.as_deref().is_some_and(|k| k.eq_ignore_ascii_case("QUEUE")) {
+        return Err(NotAnAgent::Queue);
+    }
+    let id = id_text(&o.id).ok_or(NotAnAgent::NoId)?;
+    let email = o
+        .email
+        .as_deref()
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .ok_or(NotAnAgent::NoEmail)?;
+    let name = [o.first_name.as_deref(), o.last_name.as_deref()]
+        .into_iter()
+        .flatten()
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    Ok(crate::talkdesk::Agent {
+        id,
+        name: if name.is_empty() { email.to_string() } else { name },
+        email: email.to_string(),
+    })
+}
+
 /// Which limit a 429 says was hit (`policyName` in HubSpot's body).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Policy {
@@ -742,6 +818,33 @@ mod tests {
             2
         );
         assert!(people_search(&[], &[], None).is_none());
+    }
+
+    #[test]
+    fn owners_become_agents_unless_archived_queues_or_without_email() {
+        let owner = |v: Value| serde_json::from_value::<Owner>(v).unwrap();
+        let a = agent(&owner(
+            json!({"id": "41629779", "email": "ann@acme.test", "type": "PERSON", "firstName": "Ann",
+            "lastName": "Lee", "userId": 9586504, "createdAt": "2019-12-25T13:01:35.228Z", "archived": false}),
+        ))
+        .unwrap();
+        assert_eq!(
+            (a.id.as_str(), a.name.as_str(), a.email.as_str()),
+            ("41629779", "Ann Lee", "ann@acme.test")
+        );
+        let unnamed = agent(&owner(json!({"id": "7", "email": "x@acme.test", "archived": false}))).unwrap();
+        assert_eq!(unnamed.name, "x@acme.test");
+        assert_eq!(
+            agent(&owner(
+                json!({"id": "8", "email": "q@acme.test", "type": "QUEUE", "archived": false})
+            )),
+            Err(NotAnAgent::Queue)
+        );
+        assert_eq!(
+            agent(&owner(json!({"id": "9", "email": "a@acme.test", "archived": true}))),
+            Err(NotAnAgent::Archived)
+        );
+        assert_eq!(agent(&owner(json!({"id": "10", "archived": false}))), Err(NotAnAgent::NoEmail));
     }
 
     #[test]

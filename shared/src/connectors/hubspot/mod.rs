@@ -64,7 +64,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use serde_json::{json, Value};
 
-use super::{Candidate, Connector, ConnectorError, ContactBatch, ContactQuery, ContactRecord, Identifier, LookupCosts, Order, PersonRef};
+use super::{
+    AgentPage, Candidate, Connector, ConnectorError, ContactBatch, ContactQuery, ContactRecord, Identifier, LookupCosts, Order, PersonRef,
+};
 use crate::config::{Config, ConfigError};
 use crate::sync::position::micros;
 use crate::sync::Budget;
@@ -78,7 +80,7 @@ pub mod settings;
 
 use client::{Call, HubSpotHttp, Op, Patience, SYSTEM};
 pub use credentials::Credentials;
-use mapping::{AccountDetails, AssociationBatch, BatchRead, Object, Pipelines, Portal, SearchPage, StageStates};
+use mapping::{AccountDetails, AssociationBatch, BatchRead, Object, OwnersPage, Pipelines, Portal, SearchPage, StageStates};
 pub use settings::HubSpotConfig;
 
 /// HubSpot's largest search page.
@@ -92,6 +94,25 @@ pub const CACHE_TTL: Duration = Duration::from_secs(3600);
 const CACHE_MAX: usize = 10_000;
 /// Interactions read per type and person: one batch read (HubSpot's batch limit is 100 inputs).
 pub const MAX_PER_TYPE: usize = 100;
+/// Owners asked for per page of `GET /crm/v3/owners`: the endpoint's default (its spec documents no maximum).
+pub const OWNERS_PAGE: usize = 100;
+/// Owner ids logged per reason an owner is not an agent.
+const MAX_LOGGED_IDS: usize = 20;
+
+/// `after` as a query value: HubSpot's cursors are opaque; anything outside the unreserved characters is
+/// percent-encoded.
+fn query_value(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// Requests one lookup call may send for one request: the request and one repeat after a short 429.
 const ATTEMPTS_PER_REQUEST: usize = 2;
 
@@ -581,6 +602,49 @@ impl Connector for HubSpot {
             candidate.phones = mapping::phones_of(&o);
         }
         Ok(candidate)
+    }
+
+    /// One page of the account's owners (`GET /crm/v3/owners`, scope `crm.objects.owners.read`): live ones
+    /// (`archived=false`, the default, said anyway), [`OWNERS_PAGE`] a page, `after` from the previous
+    /// page's `paging.next.after`. Queues and owners without an email are skipped (logged with their ids).
+    async fn agents(&self, auth: &Auth, cursor: Option<&str>, budget: &dyn Budget) -> Result<AgentPage, ConnectorError> {
+        let creds = Credentials::from_auth(auth)?;
+        let mut path = format!("/crm/v3/owners?limit={OWNERS_PAGE}&archived=false");
+        if let Some(after) = cursor {
+            path.push_str("&after=");
+            path.push_str(&query_value(after));
+        }
+        let (page, _) = self
+            .send::<OwnersPage>(&creds, Call::Get(&path), Op::Owners, Patience::Brief(budget))
+            .await?;
+        let page = page.ok_or_else(|| ConnectorError::BadGateway {
+            message: "HubSpot answered 404 to the owners listing".into(),
+        })?;
+        let mut skipped: HashMap<&'static str, Vec<String>> = HashMap::new();
+        let mut agents = Vec::with_capacity(page.results.len());
+        for owner in &page.results {
+            match mapping::agent(owner) {
+                Ok(a) => agents.push(a),
+                Err(why) => skipped
+                    .entry(why.reason())
+                    .or_default()
+                    .push(mapping::id_text(&owner.id).unwrap_or_default()),
+            }
+        }
+        for (reason, ids) in &skipped {
+            let shown: Vec<&String> = ids.iter().take(MAX_LOGGED_IDS).collect();
+            tracing::info!(reason, count = ids.len(), ids = ?shown, "hubspot owners not listed as agents");
+        }
+        let next_cursor = match page.paging.and_then(|p| p.next) {
+            None => None,
+            Some(next) if next.after.trim().is_empty() => {
+                return Err(ConnectorError::BadGateway {
+                    message: "HubSpot's owners listing says more pages follow but gives an empty `after`".into(),
+                })
+            }
+            Some(next) => Some(next.after),
+        };
+        Ok(AgentPage { agents, next_cursor })
     }
 
     /// Two round trips: the account details, the ticket stages (each when not cached) and every asked
