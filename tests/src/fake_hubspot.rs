@@ -526,7 +526,7 @@ impl FakeHubSpot {
         self.shared.lock().hits.clone()
     }
 
-    /// Leaves `object_type` (`calls`, `tickets`) out of the token's scopes.
+    /// Leaves `object_type` (`contacts`, `tickets`, `calls`, `emails`, `owners`) out of the token's scopes.
     pub fn deny_scope(&self, object_type: &str) {
         self.shared.lock().denied.insert(object_type.to_string());
     }
@@ -838,6 +838,9 @@ fn route(inner: &mut Inner, req: &RecordedRequest) -> Response {
                 "uiDomain": "app.hubspot.com", "dataHostingLocation": "na1"
             }),
         ),
+        ("POST" | "GET", ["crm", "v3", "objects", "contacts", ..]) if inner.denied.contains("contacts") => {
+            missing_scopes("crm.objects.contacts.read")
+        }
         ("POST", ["crm", "v3", "objects", "contacts", "search"]) => search(inner, &req.body),
         ("GET", ["crm", "v3", "objects", "contacts", id]) => read_contact(inner, id, &req.query),
         ("POST", ["crm", "v4", "associations", "contacts", to, "batch", "read"]) => associations(inner, to, &req.body),
@@ -1141,7 +1144,7 @@ fn associations(inner: &Inner, to: &str, body: &Value) -> Response {
         _ => return error(400, "VALIDATION_ERROR", "Unknown object type"),
     };
     if inner.denied.contains(to) {
-        return missing_scopes(to);
+        return missing_scopes(scope_of(to));
     }
     let ids = inputs(body);
     if ids.is_empty() || ids.len() > 1000 {
@@ -1173,17 +1176,35 @@ fn associations(inner: &Inner, to: &str, body: &Value) -> Response {
     respond(status, answer)
 }
 
+/// The scope reading an object type needs.
+fn scope_of(object_type: &str) -> &'static str {
+    match object_type {
+        "tickets" => "tickets",
+        "emails" => "sales-email-read",
+        _ => "crm.objects.contacts.read",
+    }
+}
+
+/// HubSpot's 403 for a token without the scope (`category: MISSING_SCOPES`, the scopes in
+/// `errors[].context`, as the spec's Error schema shows `{missingScopes=[scope1, scope2]}`; the exact
+/// context key HubSpot uses is UNVERIFIED).
 fn missing_scopes(what: &str) -> Response {
-    error(
+    respond(
         403,
-        "MISSING_SCOPES",
-        &format!("This app hasn't been granted all required scopes to make this call. Read more about required scopes here: https://developers.hubspot.com/scopes. ({what})"),
+        json!({
+            "status": "error",
+            "message": "This app hasn't been granted all required scopes to make this call. Read more about required scopes here: https://developers.hubspot.com/scopes.",
+            "correlationId": "a1b2c3d4-0000-4000-8000-000000000000",
+            "errors": [{"message": "One or more of the following scopes are required.", "context": {"requiredGranularScopes": [what]}}],
+            "links": {"scopes": "https://developers.hubspot.com/scopes"},
+            "category": "MISSING_SCOPES"
+        }),
     )
 }
 
 fn batch_read(inner: &Inner, kind: &str, body: &Value) -> Response {
     if inner.denied.contains(kind) {
-        return missing_scopes(kind);
+        return missing_scopes(scope_of(kind));
     }
     let ids = inputs(body);
     if ids.is_empty() || ids.len() > 100 {

@@ -966,6 +966,105 @@ async fn an_owners_page_failing_after_the_first_or_a_list_over_the_byte_cap_is_a
 }
 
 // ---------------------------------------------------------------------------------------------------
+// Authorization validation (`POST /auth/validate`): the account details, then a one-result contact search
+
+async fn validate(app: &App, auth: Value) -> ApiResponse {
+    app.validate(json!({ "auth": auth }).to_string().as_bytes(), &Unlimited).await
+}
+
+#[tokio::test]
+async fn a_valid_token_validates_with_204_after_the_account_details_and_one_contact_search() {
+    let fake = start(data_of(vec![contact(1, ms(now()) - 3_600_000)])).await;
+    let app = app(&fake);
+    let r = validate(&app, auth_json()).await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert!(r.body.is_empty());
+    let sent = fake.requests();
+    let paths: Vec<&str> = sent.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(paths, vec!["/account-info/v3/details", "/crm/v3/objects/contacts/search"]);
+    assert_eq!(sent[1].body["limit"], 1);
+    assert!(sent
+        .iter()
+        .all(|r| r.authorization.as_deref() == Some(format!("Bearer {ACCESS_TOKEN}").as_str())));
+    // Without portal_id too.
+    assert_eq!(validate(&app, json!({"access_token": ACCESS_TOKEN})).await.status, 204);
+}
+
+#[tokio::test]
+async fn a_wrong_token_is_a_401_saying_hubspot_rejected_the_credentials() {
+    let fake = start(data_of(vec![])).await;
+    let app = app(&fake);
+    let r = validate(&app, json!({"access_token": "pat-na1-WRONG-SECRET"})).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    let (code, message) = error_of(&r);
+    assert_eq!(code, "upstream_unauthorized");
+    assert!(message.contains("HubSpot rejected the credentials"), "{message}");
+    assert!(
+        !r.body.contains("WRONG-SECRET") && !r.body.contains("Authentication credentials"),
+        "{}",
+        r.body
+    );
+    assert_eq!(r.header("retry-after"), None);
+    // A malformed token or a portal that is not the token's account: 401 naming the field.
+    let r = validate(&app, json!({"access_token": "has spaces in it"})).await;
+    assert_eq!((r.status, error_of(&r).0.as_str()), (401, "invalid_auth"), "{}", r.body);
+    assert!(error_of(&r).1.contains("access_token"));
+    fake.clear_requests();
+    let r = validate(&app, json!({"access_token": ACCESS_TOKEN, "portal_id": "999"})).await;
+    assert_eq!((r.status, error_of(&r).0.as_str()), (401, "invalid_auth"), "{}", r.body);
+    assert!(error_of(&r).1.contains("portal_id"));
+    assert!(fake.requests_to("/crm").is_empty(), "no search for another account");
+}
+
+#[tokio::test]
+async fn a_token_without_the_contacts_scope_is_a_401_naming_the_scope() {
+    let fake = start(data_of(vec![contact(1, ms(now()) - 3_600_000)])).await;
+    fake.deny_scope("contacts");
+    let app = app(&fake);
+    let r = validate(&app, auth_json()).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    let (code, message) = error_of(&r);
+    assert_eq!(code, "upstream_forbidden");
+    assert!(message.contains("crm.objects.contacts.read"), "{message}");
+    assert!(!r.body.contains("correlationId"), "HubSpot's body is not echoed: {}", r.body);
+}
+
+#[tokio::test]
+async fn hubspot_down_during_validation_is_a_503_or_504_never_a_401() {
+    let fake = start(data_of(vec![])).await;
+    let app = app(&fake);
+    for status in [502, 503, 504] {
+        fake.fail_next_on("/account-info", 1, hubspot_error(status, "INTERNAL_ERROR", "down"));
+        let r = validate(&app, json!({"access_token": ACCESS_TOKEN})).await;
+        assert_eq!(
+            (r.status, error_of(&r).0.as_str()),
+            (503, "upstream_unavailable"),
+            "{status}: {}",
+            r.body
+        );
+        assert!(r.header("retry-after").is_some());
+    }
+    fake.fail_next_on("/account-info", 1, hubspot_error(500, "INTERNAL_ERROR", "secret detail"));
+    let r = validate(&app, json!({"access_token": ACCESS_TOKEN})).await;
+    assert_eq!((r.status, error_of(&r).0.as_str()), (502, "upstream_error"), "{}", r.body);
+    assert!(!r.body.contains("secret detail"));
+    // Nothing listening: connection refused.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let config = bridge_tests::config(
+        &fake_hubspot::app_pairs(&format!("http://{closed}"))
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect::<Vec<_>>(),
+    );
+    let down = App::new(config.clone(), bridge::connectors::build(&config).unwrap()).unwrap();
+    let r = validate(&down, auth_json()).await;
+    assert_eq!((r.status, error_of(&r).0.as_str()), (503, "upstream_unavailable"), "{}", r.body);
+}
+
+// ---------------------------------------------------------------------------------------------------
 // The conformance kit against the local bridge on the fake, with HubSpot's real limits
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
