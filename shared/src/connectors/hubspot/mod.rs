@@ -55,7 +55,8 @@
 //!
 //! Upstream requests of one lookup, retries included (each request may be sent twice after a short 429):
 //! `2·S + 10·2·(2 + 2·T)` with S searches (⌈max(E, P) / 10⌉, one with the defaults) and T asked types (at most
-//! 3): at most **2 + 160 = 162** with the defaults, in practice S + 2 + 2·T per person found.
+//! 3): at most **2 + 160 = 162** with the defaults; in practice S searches, then 2·T requests per person
+//! found, plus the account details and the ticket stages once per token.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
