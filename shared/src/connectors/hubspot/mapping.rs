@@ -402,11 +402,13 @@ fn filter_in(property: &str, values: &[String]) -> Value {
 /// Contacts one search answers per identifier it holds (the old one-identifier search's page).
 pub const RESULTS_PER_IDENTIFIER: usize = 10;
 
-/// The search for people by several emails and phones at once, each property OR-ed with `IN`: one filter
-/// group for the primary `email`, one for `hs_additional_emails` (an enumeration property holding every
-/// secondary address; `IN` matches a contact holding any of the values: UNVERIFIED for this property, see
-/// the HubSpot module), one each for HubSpot's calculated phone and mobile search properties, which hold a
-/// phone's national number without the country code. At most four groups of one filter each; emails are
+/// The search for people by several emails and phones at once, each property OR-ed with `IN` (an operator
+/// of the search spec's Filter schema, with a `values` list): one filter group for the primary `email`, one
+/// for `hs_additional_emails` (an enumeration property holding every secondary address; a HubSpot
+/// maintainer confirms `EQ` on it finds a contact by one of several secondary addresses,
+/// github.com/HubSpot/hubspot-api-nodejs/issues/24; that `IN`, the many-valued `EQ`, matches a contact
+/// holding any listed address is UNVERIFIED), one each for HubSpot's calculated phone and mobile search
+/// properties, which hold a phone's national number without the country code. At most four groups of one filter each; emails are
 /// lowercase (string `IN` values must be). `None` when there is nothing to search.
 pub fn people_search(emails: &[String], phone_digits: &[String], photo: Option<&str>) -> Option<Value> {
     let mut groups: Vec<Value> = Vec::with_capacity(4);
