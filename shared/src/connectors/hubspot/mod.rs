@@ -142,15 +142,43 @@ pub const MAX_IN_VALUES: usize = 10;
 const GROUPS_PER_SEARCH: usize = 4;
 const _: () = assert!(GROUPS_PER_SEARCH <= MAX_FILTER_GROUPS && GROUPS_PER_SEARCH <= MAX_FILTERS && 1 <= MAX_FILTERS_PER_GROUP);
 
-/// The HubSpot object type, its batch-read properties and the scope reading it needs, for an interaction
-/// type.
-fn object_type(kind: &str) -> Option<(&'static str, &'static [&'static str], &'static str)> {
-    match kind {
-        "ticket" => Some(("tickets", mapping::TICKET_PROPERTIES, "tickets")),
-        "call" => Some(("calls", mapping::CALL_PROPERTIES, "crm.objects.contacts.read")),
-        "email" => Some(("emails", mapping::EMAIL_PROPERTIES, "sales-email-read")),
-        _ => None,
-    }
+/// What an interaction type is in HubSpot.
+#[derive(Debug, Clone, Copy)]
+struct ObjectKind {
+    /// The Talkdesk interaction type.
+    kind: &'static str,
+    /// The CRM object type (in association and batch-read paths).
+    object_type: &'static str,
+    /// Properties a batch read asks for.
+    properties: &'static [&'static str],
+    /// The scope reading it needs.
+    scope: &'static str,
+}
+
+const OBJECT_KINDS: &[ObjectKind] = &[
+    ObjectKind {
+        kind: "ticket",
+        object_type: "tickets",
+        properties: mapping::TICKET_PROPERTIES,
+        scope: "tickets",
+    },
+    ObjectKind {
+        kind: "call",
+        object_type: "calls",
+        properties: mapping::CALL_PROPERTIES,
+        scope: "crm.objects.contacts.read",
+    },
+    ObjectKind {
+        kind: "email",
+        object_type: "emails",
+        properties: mapping::EMAIL_PROPERTIES,
+        scope: "sales-email-read",
+    },
+];
+const _: () = assert!(OBJECT_KINDS.len() == TYPES.len());
+
+fn object_kind(kind: &str) -> Option<ObjectKind> {
+    OBJECT_KINDS.iter().find(|k| k.kind == kind).copied()
 }
 
 /// The lookup's identifiers as searches: each holds at most [`MAX_IN_VALUES`] emails and as many phones (so
@@ -662,11 +690,8 @@ impl Connector for HubSpot {
         let Some(contact_id) = mapping::object_id(&person.0) else {
             return Ok(None);
         };
-        let kinds: Vec<(&str, &'static str, &'static [&'static str], &'static str)> = types
-            .iter()
-            .filter_map(|k| object_type(k).map(|(o, p, scope)| (k.as_str(), o, p, scope)))
-            .collect();
-        let wants_tickets = kinds.iter().any(|k| k.0 == "ticket");
+        let kinds: Vec<ObjectKind> = types.iter().filter_map(|k| object_kind(k)).collect();
+        let wants_tickets = kinds.iter().any(|k| k.kind == "ticket");
         let stages = async {
             if wants_tickets {
                 self.stage_states(&creds, budget).await.map(Some)
@@ -677,51 +702,57 @@ impl Connector for HubSpot {
         let associations = futures::future::join_all(
             kinds
                 .iter()
-                .map(|(_, object_type, _, _)| self.associated_ids(&creds, contact_id, object_type, limit, budget)),
+                .map(|k| self.associated_ids(&creds, contact_id, k.object_type, limit, budget)),
         );
         let (portal, stages, associations) = futures::join!(self.portal(&creds, budget), stages, associations);
         let portal = portal?;
 
-        let refused = |object_type: &str, scope: &str| {
-            tracing::warn!(object_type, scope, "the token may not read these interactions; leaving them out");
+        // A type the token may not read (403) is left out, logged; the refusal is the answer only when every
+        // asked type was refused.
+        let refused = |what: &str, scope: &str| {
+            tracing::warn!(
+                object_type = what,
+                scope,
+                "the token may not read these interactions; leaving them out"
+            );
             ConnectorError::Forbidden {
-                message: format!("HubSpot refused to list the contact's {object_type} (403): the private app needs the {scope} scope"),
+                message: format!("HubSpot refused to list the contact's {what} (403): the private app needs the {scope} scope"),
             }
         };
         let mut last_refusal: Option<ConnectorError> = None;
-        let mut readable: Vec<(&str, &'static str, &'static [&'static str], &'static str, Vec<String>)> = Vec::new();
-        for ((kind, object_type, properties, scope), ids) in kinds.iter().zip(associations) {
+        let mut readable: Vec<(ObjectKind, Vec<String>)> = Vec::new();
+        for (k, ids) in kinds.iter().zip(associations) {
             match ids {
-                Ok(ids) => readable.push((kind, object_type, properties, scope, ids)),
-                Err(ConnectorError::Forbidden { .. }) => last_refusal = Some(refused(object_type, scope)),
+                Ok(ids) => readable.push((*k, ids)),
+                Err(ConnectorError::Forbidden { .. }) => last_refusal = Some(refused(k.object_type, k.scope)),
                 Err(e) => return Err(e),
             }
         }
         let reads = futures::future::join_all(
             readable
                 .iter()
-                .map(|(_, object_type, properties, _, ids)| self.objects(&creds, object_type, properties, ids, budget)),
+                .map(|(k, ids)| self.objects(&creds, k.object_type, k.properties, ids, budget)),
         )
         .await;
         let mut out = Vec::new();
         let mut allowed = 0usize;
         let mut stages = Some(stages);
-        for ((kind, object_type, _, scope, _), objects) in readable.iter().zip(reads) {
+        for ((k, _), objects) in readable.iter().zip(reads) {
             let objects = match objects {
                 Ok(o) => o,
                 Err(ConnectorError::Forbidden { .. }) => {
-                    last_refusal = Some(refused(object_type, scope));
+                    last_refusal = Some(refused(k.object_type, k.scope));
                     continue;
                 }
                 Err(e) => return Err(e),
             };
-            match *kind {
+            match k.kind {
                 "ticket" if !objects.is_empty() => {
                     // The stages matter only when there are tickets to show.
                     let states = match stages.take().unwrap_or(Ok(None)) {
                         Ok(s) => s.unwrap_or_default(),
                         Err(ConnectorError::Forbidden { .. }) => {
-                            last_refusal = Some(refused("ticket pipelines", scope));
+                            last_refusal = Some(refused("ticket pipelines", k.scope));
                             continue;
                         }
                         Err(e) => return Err(e),
