@@ -4,8 +4,13 @@
 //! - `POST /crm/v3/objects/contacts/search`: `filterGroups` (at most 5 groups of at most 6 filters, 18 in
 //!   all: a 400 `VALIDATION_ERROR` beyond, as the docs' limits say; the message text is UNVERIFIED),
 //!   operators `EQ`, `NEQ`, `GT`, `GTE`, `LT`, `LTE`, `CONTAINS_TOKEN` with a string `value` (dates as epoch
-//!   milliseconds) and `IN` with a `values` list of strings (a multi-valued property such as
-//!   `hs_additional_emails`, `;`-separated, matches when any of its values is listed); at most **one** sort (400 for two); `limit` at most 200 (400 beyond);
+//!   milliseconds) and `IN` with a `values` list of strings, which matches a property's **whole** value
+//!   (HubSpot: "is included in the specified values", and no word on looking inside a list; so `IN` on
+//!   `hs_additional_emails`, a `;`-separated list, matches only a contact whose list is exactly one listed
+//!   value: the strict reading).
+//!   `EQ` on `hs_additional_emails` matches a contact holding the value as any one of its addresses (a
+//!   HubSpot maintainer: github.com/HubSpot/hubspot-api-nodejs/issues/24), `NEQ` one holding it as none.
+//!   At most **one** sort (400 for two); `limit` at most 200 (400 beyond);
 //!   `after` an integer offset, and the **10,000-result cap**: a page reaching past the 10,000th result is
 //!   a 400 (HubSpot's body shape; its exact message is UNVERIFIED). Sorted ascending on `lastmodifieddate`,
 //!   records sharing a millisecond come in a **different random order on every request**; without a sort,
@@ -877,11 +882,17 @@ impl Filter {
             let Some(have) = c.value(&self.property) else {
                 return false;
             };
-            // A multi-valued property (`a;b`) matches when any of its values is listed.
-            return have
-                .split(';')
-                .map(|v| v.trim().to_lowercase())
-                .any(|v| self.values.iter().any(|want| want.to_lowercase() == v));
+            // The whole value: `a;b` is not matched by `a` (strict, see the module documentation).
+            let have = have.trim().to_lowercase();
+            return self.values.iter().any(|want| want.to_lowercase() == have);
+        }
+        if self.property == "hs_additional_emails" && matches!(self.operator.as_str(), "EQ" | "NEQ") {
+            // One of the `;`-separated secondary addresses.
+            let want = self.value.trim().to_lowercase();
+            let held = c
+                .value(&self.property)
+                .is_some_and(|have| have.split(';').any(|v| v.trim().to_lowercase() == want));
+            return held == (self.operator == "EQ");
         }
         // Dates and ids compare as numbers (dates given as epoch milliseconds), everything else as text.
         let number = match self.property.as_str() {

@@ -603,9 +603,9 @@ async fn a_lookup_by_id_sends_no_search_and_reads_everything_in_two_rounds_of_co
 }
 
 #[tokio::test]
-async fn a_lookup_by_three_emails_and_two_phones_is_one_search_of_in_filters() {
+async fn a_lookup_by_three_emails_and_two_phones_is_two_searches_sent_at_once() {
     let mut d = with_emails(interaction_data());
-    // Dan holds one of the emails as a secondary address only.
+    // Dan holds one of the emails as a secondary address only, the second of two.
     d.add_contact(
         contact(13, ms(now()) - 86_400_000)
             .with("email", "dan@example.com")
@@ -614,6 +614,9 @@ async fn a_lookup_by_three_emails_and_two_phones_is_one_search_of_in_filters() {
     d.ticket_links.insert(13, vec![102]);
     let fake = start(d).await;
     let app = app(&fake);
+    // Email IN, three secondary-email EQ groups and two phone groups: six groups, more than one search holds.
+    // Both searches are held until both have arrived (sent one after the other, the first would wait in vain).
+    fake.gate(&["/crm/v3/objects/contacts/search"], 2);
     let r = interactions(
         &app,
         json!([]),
@@ -636,37 +639,80 @@ async fn a_lookup_by_three_emails_and_two_phones_is_one_search_of_in_filters() {
         vec!["100", "101", "102", "700", "701", "900"],
         "ann's five, dan's ticket; bob has none"
     );
-    let bodies = searches(&fake);
-    assert_eq!(bodies.len(), 1, "one search for five identifiers: {bodies:?}");
-    let groups = bodies[0]["filterGroups"].as_array().unwrap();
-    assert_eq!(groups.len(), 4);
-    let filter = |n: usize| groups[n]["filters"][0].clone();
+    assert!(fake.gate_opened(), "the two searches were not sent at once: {:?}", paths(&fake));
+    let mut bodies = searches(&fake);
+    assert_eq!(bodies.len(), 2, "two searches for five identifiers: {bodies:?}");
+    bodies.sort_by_key(|b| std::cmp::Reverse(b["filterGroups"].as_array().unwrap().len()));
+    let filters = |b: &Value| -> Vec<Value> {
+        let groups = b["filterGroups"].as_array().unwrap();
+        assert!(groups.iter().all(|g| g["filters"].as_array().unwrap().len() == 1), "{b}");
+        groups.iter().map(|g| g["filters"][0].clone()).collect()
+    };
+    let eq = |email: &str| json!({"propertyName": "hs_additional_emails", "operator": "EQ", "value": email});
     assert_eq!(
-        filter(0),
-        json!({"propertyName": "email", "operator": "IN",
-               "values": ["ann@example.com", "nobody@example.com", "d.second@example.com"]})
+        filters(&bodies[0]),
+        vec![
+            json!({"propertyName": "email", "operator": "IN", "values": ["ann@example.com", "nobody@example.com"]}),
+            eq("ann@example.com"),
+            eq("nobody@example.com"),
+            json!({"propertyName": "hs_searchable_calculated_phone_number", "operator": "IN",
+                   "values": ["2079460001", "4155550134"]}),
+            json!({"propertyName": "hs_searchable_calculated_mobile_number", "operator": "IN",
+                   "values": ["2079460001", "4155550134"]}),
+        ]
     );
-    assert_eq!(filter(1)["propertyName"], "hs_additional_emails");
     assert_eq!(
-        filter(2),
-        json!({"propertyName": "hs_searchable_calculated_phone_number", "operator": "IN",
-               "values": ["2079460001", "4155550134"]})
+        filters(&bodies[1]),
+        vec![
+            json!({"propertyName": "email", "operator": "IN", "values": ["d.second@example.com"]}),
+            eq("d.second@example.com"),
+        ]
     );
-    assert_eq!(filter(3)["propertyName"], "hs_searchable_calculated_mobile_number");
-    assert!(groups.iter().all(|g| g["filters"].as_array().unwrap().len() == 1));
 }
 
 #[tokio::test]
-async fn identifiers_beyond_the_filter_limits_are_split_into_searches_sent_at_once() {
-    // 25 emails and 12 phones: at most 10 emails and 10 phones a search (four filter groups of one IN
-    // filter): three searches, each within HubSpot's limits (the fake answers 400 past them).
-    // Only the last email's and the last phone's people exist (a lookup fetches at most ten people).
+async fn a_contact_is_found_by_any_one_of_its_several_secondary_emails() {
     let base = ms(now()) - 86_400_000;
+    let mut d = data_of(vec![contact(40, base)
+        .with("email", "eve@example.com")
+        .with("hs_additional_emails", "eve@old.example;Eve.Work@Example.org;eve@home.example")]);
+    d.tickets.insert(
+        400,
+        object(
+            400,
+            base + 1,
+            &[("subject", "Invoice"), ("hs_pipeline", "0"), ("hs_pipeline_stage", "1")],
+        ),
+    );
+    d.ticket_links.insert(40, vec![400]);
+    let fake = start(d).await;
+    let app = app(&fake);
+    for email in ["eve.work@example.org", "eve@home.example"] {
+        fake.clear_requests();
+        let r = interactions(&app, json!(["ticket"]), json!({"contact_emails": [email]})).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let v = json_of(&r);
+        assert_eq!(v.as_array().map(Vec::len), Some(1), "{email}: {v}");
+        assert_eq!(v[0]["id"], "400");
+        assert_eq!(searches(&fake).len(), 1, "one email: one search");
+    }
+}
+
+/// A lookup by `emails` emails and `phones` phones (BRIDGE_MAX_LOOKUP_IDENTIFIERS `cap`) in which only a
+/// few people exist: the last email's, the last phone's, and one holding the middle email as the last of
+/// two secondary addresses. Checks that all three are found, that the searches were sent at once, each
+/// within HubSpot's filter limits (the fake also answers 400 past them), every identifier in exactly one.
+async fn many_identifiers_are_searched_at_once_within_the_filter_limits(emails: usize, phones: usize, cap: &str, searches_expected: usize) {
+    let base = ms(now()) - 86_400_000;
+    let last_phone = format!("+1 415 555 {:04}", 2000 + phones - 1);
     let mut d = data_of(vec![
-        contact(224, base).with("email", "p24@example.com"),
-        contact(311, base).with("phone", "+1 415 555 2011"),
+        contact(224, base).with("email", &format!("p{}@example.com", emails - 1)),
+        contact(311, base).with("phone", &last_phone),
+        contact(412, base)
+            .with("email", "zed@example.com")
+            .with("hs_additional_emails", &format!("zed@old.example;p{}@example.com", emails / 2)),
     ]);
-    for (contact_id, ticket) in [(224u64, 1u64), (311, 2)] {
+    for (contact_id, ticket) in [(224u64, 1u64), (311, 2), (412, 3)] {
         d.tickets.insert(
             ticket,
             object(
@@ -678,10 +724,10 @@ async fn identifiers_beyond_the_filter_limits_are_split_into_searches_sent_at_on
         d.ticket_links.insert(contact_id, vec![ticket]);
     }
     let fake = start(d).await;
-    let app = fake_hubspot::app_on(&fake, &[("BRIDGE_MAX_LOOKUP_IDENTIFIERS", "30")]);
-    fake.gate(&["/crm/v3/objects/contacts/search"], 3);
-    let emails: Vec<String> = (0..25).map(|n| format!("p{n}@example.com")).collect();
-    let phones: Vec<String> = (0..12).map(|n| format!("+1 415 555 {:04}", 2000 + n)).collect();
+    let app = fake_hubspot::app_on(&fake, &[("BRIDGE_MAX_LOOKUP_IDENTIFIERS", cap)]);
+    fake.gate(&["/crm/v3/objects/contacts/search"], searches_expected);
+    let emails: Vec<String> = (0..emails).map(|n| format!("p{n}@example.com")).collect();
+    let phones: Vec<String> = (0..phones).map(|n| format!("+1 415 555 {:04}", 2000 + n)).collect();
     let r = interactions(&app, json!(["ticket"]), json!({"contact_emails": emails, "contact_phones": phones})).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let mut ids: Vec<String> = json_of(&r)
@@ -693,29 +739,85 @@ async fn identifiers_beyond_the_filter_limits_are_split_into_searches_sent_at_on
     ids.sort();
     assert_eq!(
         ids,
-        vec!["1", "2"],
-        "the last email's and the last phone's people were searched too"
+        vec!["1", "2", "3"],
+        "the last email's, the last phone's and the secondary email's people were searched too"
     );
-    assert!(fake.gate_opened(), "the three searches were not sent at once");
+    assert!(fake.gate_opened(), "the {searches_expected} searches were not sent at once");
     let bodies = searches(&fake);
-    assert_eq!(bodies.len(), 3);
-    let mut searched: Vec<String> = Vec::new();
+    assert_eq!(bodies.len(), searches_expected);
+    let (mut primary, mut secondary, mut numbers) = (Vec::new(), Vec::new(), Vec::new());
     for b in &bodies {
         let groups = b["filterGroups"].as_array().unwrap();
         assert!(groups.len() <= 5, "{b}");
         let filters: usize = groups.iter().map(|g| g["filters"].as_array().unwrap().len()).sum();
         assert!(filters <= 18 && groups.iter().all(|g| g["filters"].as_array().unwrap().len() <= 6));
+        let (mut ins, mut eqs) = (Vec::new(), Vec::new());
         for g in groups {
             let f = &g["filters"][0];
-            let values = f["values"].as_array().unwrap();
-            assert!(values.len() <= 10, "{f}");
-            if f["propertyName"] == "email" || f["propertyName"] == "hs_searchable_calculated_phone_number" {
-                searched.extend(values.iter().map(|v| v.as_str().unwrap().to_string()));
+            let values = || f["values"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string());
+            match (f["propertyName"].as_str().unwrap(), f["operator"].as_str().unwrap()) {
+                ("email", "IN") => ins.extend(values()),
+                ("hs_additional_emails", "EQ") => eqs.push(f["value"].as_str().unwrap().to_string()),
+                ("hs_searchable_calculated_phone_number", "IN") => numbers.extend(values()),
+                ("hs_searchable_calculated_mobile_number", "IN") => assert!(f["values"].as_array().unwrap().len() <= 10),
+                other => panic!("unexpected filter {other:?}: {f}"),
             }
         }
+        assert_eq!(ins, eqs, "each search's emails, primary and secondary: {b}");
+        primary.extend(ins);
+        secondary.extend(eqs);
     }
-    assert_eq!(searched.len(), 37, "every identifier in exactly one search");
-    assert_eq!(searched.iter().collect::<HashSet<_>>().len(), 37);
+    for (what, list, n) in [("emails", &primary, emails.len()), ("phones", &numbers, phones.len())] {
+        assert_eq!(list.len(), n, "every one of the {what} in exactly one search");
+        assert_eq!(list.iter().collect::<HashSet<_>>().len(), n);
+    }
+    assert_eq!(secondary.len(), emails.len());
+}
+
+#[tokio::test]
+async fn ten_emails_and_ten_phones_are_three_searches_sent_at_once_within_the_filter_limits() {
+    // The defaults' most: 10 phones and 2 emails (5 groups), then 4 emails (5 groups) twice.
+    many_identifiers_are_searched_at_once_within_the_filter_limits(10, 10, "10", 3).await;
+}
+
+#[tokio::test]
+async fn more_identifiers_than_the_defaults_are_split_into_searches_sent_at_once() {
+    // 25 emails and 12 phones: two phone lists with two emails each, then 21 emails four a search.
+    many_identifiers_are_searched_at_once_within_the_filter_limits(25, 12, "30", 8).await;
+}
+
+#[tokio::test]
+async fn the_fakes_in_matches_whole_values_and_eq_finds_one_of_several_secondary_emails() {
+    // The fake is strict: `IN` matches a whole value, so `IN` on a `;`-separated list misses; `EQ` on
+    // `hs_additional_emails` matches any one address (as a HubSpot maintainer describes).
+    let fake = start(data_of(vec![
+        contact(1, ms(now()) - 3_600_000).with("hs_additional_emails", "a@example.com;b@example.com"),
+        contact(2, ms(now()) - 3_600_000).with("hs_additional_emails", "b@example.com"),
+    ]))
+    .await;
+    let client = reqwest::Client::new();
+    let ids = |filter: Value| {
+        let request = client
+            .post(format!("{}/crm/v3/objects/contacts/search", fake.base_url()))
+            .bearer_auth(ACCESS_TOKEN)
+            .json(&json!({"filterGroups": [{"filters": [filter]}]}))
+            .send();
+        async move {
+            let v: Value = request.await.unwrap().json().await.unwrap();
+            v["results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|o| o["id"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    let in_ = |v: &str| json!({"propertyName": "hs_additional_emails", "operator": "IN", "values": [v]});
+    let eq = |v: &str| json!({"propertyName": "hs_additional_emails", "operator": "EQ", "value": v});
+    assert_eq!(ids(in_("b@example.com")).await, vec!["2"], "IN: the whole value only");
+    assert_eq!(ids(eq("B@example.com")).await, vec!["1", "2"], "EQ: any one address");
+    assert_eq!(ids(eq("a@example.com")).await, vec!["1"]);
+    assert_eq!(ids(in_("a@example.com")).await, Vec::<String>::new());
 }
 
 #[tokio::test]

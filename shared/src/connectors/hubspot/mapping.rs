@@ -402,19 +402,32 @@ fn filter_in(property: &str, values: &[String]) -> Value {
 /// Contacts one search answers per identifier it holds (the old one-identifier search's page).
 pub const RESULTS_PER_IDENTIFIER: usize = 10;
 
-/// The search for people by several emails and phones at once, each property OR-ed with `IN` (an operator
-/// of the search spec's Filter schema, with a `values` list): one filter group for the primary `email`, one
-/// for `hs_additional_emails` (an enumeration property holding every secondary address; a HubSpot
-/// maintainer confirms `EQ` on it finds a contact by one of several secondary addresses,
-/// github.com/HubSpot/hubspot-api-nodejs/issues/24; that `IN`, the many-valued `EQ`, matches a contact
-/// holding any listed address is UNVERIFIED), one each for HubSpot's calculated phone and mobile search
-/// properties, which hold a phone's national number without the country code. At most four groups of one filter each; emails are
+/// Filter groups [`people_search`] sends for `emails` emails and phones holding any national number: for
+/// the emails one `email IN` group and one `hs_additional_emails EQ` group each, for the phones two `IN`
+/// groups; one filter a group.
+pub const fn people_search_groups(emails: usize, phones: bool) -> usize {
+    let email_groups = if emails > 0 { 1 + emails } else { 0 };
+    email_groups + if phones { 2 } else { 0 }
+}
+
+/// The search for people by several emails and phones at once, filter groups OR-ed, one filter each:
+/// - the primary `email` `IN` the emails (HubSpot: `IN` "is included in the specified values", a property's
+///   value against the list; an email is one value);
+/// - for each email, `hs_additional_emails` `EQ` it. That property holds every secondary address of a
+///   contact, `;`-separated, and `IN` is not documented to look inside such a list (a contact holding two
+///   could be missed); a HubSpot maintainer answers that searching `hs_additional_emails` with `EQ` finds a
+///   contact by its secondary address, which the reporter confirms
+///   (github.com/HubSpot/hubspot-api-nodejs/issues/24);
+/// - HubSpot's calculated phone and mobile search properties `IN` the national numbers (they hold a
+///   phone's national number without the country code).
+///
+/// [`people_search_groups`] groups in all: the caller keeps them within HubSpot's limits. Emails are
 /// lowercase (string `IN` values must be). `None` when there is nothing to search.
 pub fn people_search(emails: &[String], phone_digits: &[String], photo: Option<&str>) -> Option<Value> {
-    let mut groups: Vec<Value> = Vec::with_capacity(4);
+    let mut groups: Vec<Value> = Vec::with_capacity(people_search_groups(emails.len(), !phone_digits.is_empty()));
     if !emails.is_empty() {
         groups.push(json!({"filters": [filter_in("email", emails)]}));
-        groups.push(json!({"filters": [filter_in("hs_additional_emails", emails)]}));
+        groups.extend(emails.iter().map(|e| json!({"filters": [filter("hs_additional_emails", "EQ", e)]})));
     }
     if !phone_digits.is_empty() {
         groups.push(json!({"filters": [filter_in("hs_searchable_calculated_phone_number", phone_digits)]}));
@@ -801,24 +814,35 @@ mod tests {
     }
 
     #[test]
-    fn a_people_search_ors_every_email_and_phone_property_with_one_in_filter_each() {
+    fn a_people_search_ors_email_in_one_secondary_email_eq_per_email_and_the_phone_properties() {
         let emails = vec!["ada@example.com".to_string(), "bob@example.com".into()];
         let digits = vec!["4155550100".to_string()];
         let b = people_search(&emails, &digits, None).unwrap();
         let groups = b["filterGroups"].as_array().unwrap();
-        assert_eq!(groups.len(), 4);
+        assert_eq!(groups.len(), 5);
+        assert_eq!(groups.len(), people_search_groups(2, true));
         assert!(groups.iter().all(|g| g["filters"].as_array().unwrap().len() == 1));
         assert_eq!(
-            groups[1]["filters"][0],
-            json!({"propertyName": "hs_additional_emails", "operator": "IN", "values": ["ada@example.com", "bob@example.com"]})
+            groups[0]["filters"][0],
+            json!({"propertyName": "email", "operator": "IN", "values": ["ada@example.com", "bob@example.com"]})
         );
-        assert_eq!(groups[3]["filters"][0]["propertyName"], "hs_searchable_calculated_mobile_number");
-        assert_eq!(groups[2]["filters"][0]["values"], json!(["4155550100"]));
+        assert_eq!(
+            groups[1]["filters"][0],
+            json!({"propertyName": "hs_additional_emails", "operator": "EQ", "value": "ada@example.com"})
+        );
+        assert_eq!(
+            groups[2]["filters"][0],
+            json!({"propertyName": "hs_additional_emails", "operator": "EQ", "value": "bob@example.com"})
+        );
+        assert_eq!(groups[3]["filters"][0]["propertyName"], "hs_searchable_calculated_phone_number");
+        assert_eq!(groups[3]["filters"][0]["values"], json!(["4155550100"]));
+        assert_eq!(groups[4]["filters"][0]["propertyName"], "hs_searchable_calculated_mobile_number");
         assert_eq!(b["limit"], 30);
         assert_eq!(
             people_search(&[], &digits, None).unwrap()["filterGroups"].as_array().unwrap().len(),
-            2
+            people_search_groups(0, true)
         );
+        assert_eq!(people_search_groups(0, true), 2);
         assert!(people_search(&[], &[], None).is_none());
     }
 

@@ -30,14 +30,17 @@
 //!
 //! **Interaction lookup** (scheduled by `crate::lookup`), in as few round trips as HubSpot allows:
 //!
-//! 1. *Search* (only for emails and phones): one `POST /crm/v3/objects/contacts/search` for all the
-//!    lookup's identifiers ([`Connector::search_batches`]), OR-ing filter groups of one `IN` filter each:
-//!    `email`, `hs_additional_emails`, and HubSpot's calculated phone and mobile search properties (national
-//!    numbers). HubSpot allows 5 filter groups, 6 filters a group and 18 filters in all ([`MAX_FILTER_GROUPS`]
-//!    and the others, cited there); a search holds at most [`MAX_IN_VALUES`] emails and as many phones
-//!    (four groups of one filter): the defaults (10 emails, 10 phones) are one search, more become several
-//!    searches that the lookup layer runs at once. Candidates show every email and
-//!    phone (complete), so no identifier read follows. A contact's id (the external id, digits) needs no
+//! 1. *Search* (only for emails and phones): `POST /crm/v3/objects/contacts/search`, OR-ing filter groups
+//!    of one filter each ([`mapping::people_search`]): `email IN` the emails, one `hs_additional_emails EQ`
+//!    group per email (the form a HubSpot maintainer confirms for secondary addresses; that property holds
+//!    a `;`-separated list, and `IN` is not documented to look inside one), and HubSpot's calculated phone
+//!    and mobile search properties `IN` the national numbers. HubSpot allows 5 filter groups, 6 filters a
+//!    group and 18 filters in all ([`MAX_FILTER_GROUPS`] and the others, cited there), so the identifiers
+//!    are packed into as few searches as fit ([`search_units`], the lookup's [`Connector::search_batches`]),
+//!    which the lookup layer sends at once (within its in-flight limit): one round trip. With E emails and
+//!    P phones that is S = ⌈P / 10⌉ + ⌈max(0, E − 2·⌈P / 10⌉) / 4⌉ searches: one for 1 email and 1 phone,
+//!    two for 3 emails and 2 phones, three for the defaults' most (10 emails, 10 phones). Candidates show
+//!    every email and phone (complete), so no identifier read follows. A contact's id (the external id, digits) needs no
 //!    search.
 //! 2. *Associations*, at once for every asked type (`POST /crm/v4/associations/contacts/{tickets|calls|
 //!    emails}/batch/read`), together with the account details and the ticket stages when they are not
@@ -54,9 +57,9 @@
 //! cached for [`CACHE_TTL`] (for record URLs and the daily limit's reset).
 //!
 //! Upstream requests of one lookup, retries included (each request may be sent twice after a short 429):
-//! `2·S + 10·2·(2 + 2·T)` with S searches (⌈max(E, P) / 10⌉, one with the defaults) and T asked types (at most
-//! 3): at most **2 + 160 = 162** with the defaults; in practice S searches, then 2·T requests per person
-//! found, plus the account details and the ticket stages once per token.
+//! `2·S + 10·2·(2 + 2·T)` with S searches (above; at most three with the defaults) and T asked types (at
+//! most 3): at most **6 + 160 = 166** with the defaults; in practice S searches, then 2·T requests per
+//! person found, plus the account details and the ticket stages once per token.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -127,7 +130,8 @@ pub const FETCH_IN_FLIGHT: usize = 2 + TYPES.len();
 // group, with a maximum of 18 filters in total" (Search the CRM, H-SEARCH in external-apis.md §2.2); the
 // Aug-2024 changelog ("Breaking Change: Expanded Filtering Capabilities and Error Messaging in HubSpot's
 // Search API", developers.hubspot.com/changelog) gives 5 groups, 10 filters a group and 25 in all. Five
-// groups either way; the bridge keeps to the stricter numbers, and sends one filter a group.
+// groups either way; the bridge keeps to the stricter numbers, and sends one filter a group (so the group
+// limit is the one that binds: five filters a search).
 /// Filter groups (OR-ed) one search may hold.
 pub const MAX_FILTER_GROUPS: usize = 5;
 /// Filters (AND-ed) one filter group may hold.
@@ -135,12 +139,22 @@ pub const MAX_FILTERS_PER_GROUP: usize = 6;
 /// Filters one search may hold in all.
 pub const MAX_FILTERS: usize = 18;
 /// Values of one `IN` filter. HubSpot's spec types `values` as a list of strings and documents no limit
-/// (UNVERIFIED); ten (the lookup's default cap per kind) keeps every default lookup to one search.
+/// (UNVERIFIED); ten is the lookup's default cap per kind.
 pub const MAX_IN_VALUES: usize = 10;
-/// Filter groups one search sends: `email` and `hs_additional_emails` for its emails, the calculated phone
-/// and mobile properties for its phones, one `IN` filter each.
-const GROUPS_PER_SEARCH: usize = 4;
-const _: () = assert!(GROUPS_PER_SEARCH <= MAX_FILTER_GROUPS && GROUPS_PER_SEARCH <= MAX_FILTERS && 1 <= MAX_FILTERS_PER_GROUP);
+/// Emails a search holds beside its phones: `email IN` and one `hs_additional_emails EQ` each, after the two
+/// phone groups.
+const EMAILS_BESIDE_PHONES: usize = 2;
+/// Emails a search without phones holds.
+const EMAILS_ALONE: usize = 4;
+const _: () = assert!(
+    mapping::people_search_groups(EMAILS_BESIDE_PHONES, true) <= MAX_FILTER_GROUPS
+        && mapping::people_search_groups(EMAILS_BESIDE_PHONES + 1, true) > MAX_FILTER_GROUPS
+        && mapping::people_search_groups(EMAILS_ALONE, false) <= MAX_FILTER_GROUPS
+        && mapping::people_search_groups(EMAILS_ALONE + 1, false) > MAX_FILTER_GROUPS
+        && MAX_FILTER_GROUPS <= MAX_FILTERS
+        && 1 <= MAX_FILTERS_PER_GROUP
+        && EMAILS_ALONE <= MAX_IN_VALUES
+);
 
 /// What an interaction type is in HubSpot.
 #[derive(Debug, Clone, Copy)]
@@ -181,28 +195,22 @@ fn object_kind(kind: &str) -> Option<ObjectKind> {
     OBJECT_KINDS.iter().find(|k| k.kind == kind).copied()
 }
 
-/// The lookup's identifiers as searches: each holds at most [`MAX_IN_VALUES`] emails and as many phones (so
-/// four filter groups of one `IN` filter), in the order given. The defaults (10 and 10) are one search;
-/// 25 emails and 12 phones are three.
+/// The lookup's identifiers as searches, as few as HubSpot's filter limits allow (each at most
+/// [`MAX_FILTER_GROUPS`] groups of one filter, see [`mapping::people_search_groups`]): the phones in lists of
+/// [`MAX_IN_VALUES`], each with up to `EMAILS_BESIDE_PHONES` (2) emails, then the other emails
+/// `EMAILS_ALONE` (4) a search; each identifier once, in the order given. 3 emails and 2 phones are two
+/// searches, the defaults' most (10 and 10) three, 25 emails and 12 phones eight.
 pub fn search_units(identifiers: &[Identifier]) -> Vec<Vec<Identifier>> {
     let emails: Vec<Identifier> = identifiers.iter().filter(|i| matches!(i, Identifier::Email(_))).cloned().collect();
     let phones: Vec<Identifier> = identifiers.iter().filter(|i| matches!(i, Identifier::Phone(_))).cloned().collect();
-    let mut email_chunks = emails.chunks(MAX_IN_VALUES);
-    let mut phone_chunks = phones.chunks(MAX_IN_VALUES);
-    let mut out = Vec::new();
-    loop {
-        let search: Vec<Identifier> = email_chunks
-            .next()
-            .unwrap_or_default()
-            .iter()
-            .chain(phone_chunks.next().unwrap_or_default())
-            .cloned()
-            .collect();
-        if search.is_empty() {
-            return out;
-        }
-        out.push(search);
-    }
+    let mut emails = emails.into_iter();
+    let mut out: Vec<Vec<Identifier>> = phones
+        .chunks(MAX_IN_VALUES)
+        .map(|chunk| chunk.iter().cloned().chain(emails.by_ref().take(EMAILS_BESIDE_PHONES)).collect())
+        .collect();
+    let rest: Vec<Identifier> = emails.collect();
+    out.extend(rest.chunks(EMAILS_ALONE).map(<[Identifier]>::to_vec));
+    out
 }
 
 struct Cached<T> {
@@ -555,7 +563,7 @@ impl Connector for HubSpot {
     }
 
     /// One search for every email and phone of `identifiers` (a list [`search_units`] made, so within
-    /// HubSpot's filter limits). Every candidate is listed under every identifier: each shows all its emails
+    /// HubSpot's filter limits; the lookup layer sends a lookup's searches at once). Every candidate is listed under every identifier: each shows all its emails
     /// and phones, and the lookup layer keeps the exact matches.
     async fn find_people_batch(
         &self,
@@ -783,21 +791,65 @@ mod tests {
             .collect()
     }
 
+    /// The filter groups and filters of the search `find_people_batch` sends for `search`.
+    fn sent(search: &[Identifier]) -> Value {
+        let emails: Vec<String> = search
+            .iter()
+            .filter_map(|i| match i {
+                Identifier::Email(e) => Some(e.clone()),
+                Identifier::Phone(_) => None,
+            })
+            .collect();
+        let digits: Vec<String> = search
+            .iter()
+            .filter_map(|i| match i {
+                Identifier::Phone(p) => crate::phone::national_number(p),
+                Identifier::Email(_) => None,
+            })
+            .collect();
+        mapping::people_search(&emails, &digits, None).unwrap()
+    }
+
     #[test]
-    fn searches_hold_at_most_ten_emails_and_ten_phones_each_every_identifier_once() {
+    fn identifiers_are_packed_into_as_few_searches_as_the_filter_limits_allow_each_once() {
         let sizes = |e, p| search_units(&identifiers(e, p)).iter().map(Vec::len).collect::<Vec<_>>();
-        assert_eq!(sizes(3, 2), vec![5], "one search");
-        assert_eq!(sizes(10, 10), vec![20], "the defaults: one search");
-        assert_eq!(sizes(25, 12), vec![20, 12, 5]);
+        assert_eq!(sizes(1, 1), vec![2], "one search");
+        assert_eq!(sizes(3, 2), vec![4, 1], "2 phones + 2 emails (5 groups), 1 email (2 groups)");
+        assert_eq!(sizes(4, 0), vec![4], "email IN and four EQ: five groups");
+        assert_eq!(sizes(5, 0), vec![4, 1]);
+        assert_eq!(sizes(10, 10), vec![12, 4, 4], "the defaults' most: three searches");
         assert_eq!(sizes(0, 11), vec![10, 1]);
+        assert_eq!(sizes(25, 12).len(), 8);
         assert!(search_units(&[]).is_empty());
-        let all = identifiers(25, 12);
-        let flat: Vec<Identifier> = search_units(&all).concat();
-        assert_eq!(flat.len(), all.len());
-        assert!(all.iter().all(|i| flat.contains(i)));
-        for search in search_units(&all) {
-            let emails = search.iter().filter(|i| matches!(i, Identifier::Email(_))).count();
-            assert!(emails <= MAX_IN_VALUES && search.len() - emails <= MAX_IN_VALUES);
+        for (e, p) in [(25, 12), (10, 10), (3, 2), (7, 1), (0, 3), (9, 0)] {
+            let all = identifiers(e, p);
+            let units = search_units(&all);
+            let flat: Vec<Identifier> = units.concat();
+            assert_eq!(flat.len(), all.len());
+            assert!(all.iter().all(|i| flat.contains(i)));
+            // The fewest searches: every phone list needs its own search (two groups), and each search
+            // holds at most 4 emails alone or 2 beside phones.
+            let lists = p.div_ceil(MAX_IN_VALUES);
+            assert_eq!(
+                units.len(),
+                lists + e.saturating_sub(2 * lists).div_ceil(4),
+                "{e} emails, {p} phones"
+            );
+            for search in &units {
+                let body = sent(search);
+                let groups = body["filterGroups"].as_array().unwrap();
+                assert!(groups.len() <= MAX_FILTER_GROUPS, "{body}");
+                assert!(groups
+                    .iter()
+                    .all(|g| g["filters"].as_array().unwrap().len() <= MAX_FILTERS_PER_GROUP));
+                let filters: usize = groups.iter().map(|g| g["filters"].as_array().unwrap().len()).sum();
+                assert!(filters <= MAX_FILTERS);
+                for g in groups {
+                    if let Some(values) = g["filters"][0]["values"].as_array() {
+                        assert!(values.len() <= MAX_IN_VALUES, "{body}");
+                    }
+                }
+            }
         }
     }
 }
