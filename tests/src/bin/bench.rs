@@ -1300,7 +1300,7 @@ async fn hubspot(a: &Args, r: &mut Report, rss: &mut Vec<(String, u64)>) {
         ("by external id", body(json!({"contact_external_id": target.to_string()})), reps),
         ("by email", body(json!({"contact_emails": [email]})), reps),
         (
-            "by 3 emails and 2 phones (one search)",
+            "by 3 emails and 2 phones (two searches at once)",
             body(json!({
                 "contact_emails": ["nobody@example.com", email, "someone@example.org"],
                 "contact_phones": [phone, "+1 212 555 0199"]
