@@ -10,7 +10,9 @@
 //! identifies anyone.
 //!
 //! **Schedule (two round trips).** The external id names its person without a request, so that person's
-//! interactions are fetched at once; every identifier's search starts at once too. A person is fetched as
+//! interactions are fetched at once; every search starts at once too. The connector groups the identifiers
+//! into searches ([`Connector::search_batches`]: one identifier a search by default; HubSpot ORs many in one
+//! request), and each search answers per identifier. A person is fetched as
 //! soon as one search shows it with exactly the identifier searched (emails equal once lowercased, phones
 //! equal in E.164), not after every search has finished. A candidate whose answer does not show the
 //! identifier, and whose system keeps more identifiers than a search shows, has its identifiers read (once
@@ -18,14 +20,18 @@
 //! So a person found by a primary email or phone costs two round trips (search, fetch), one found by a
 //! secondary identity three, one named by external id one.
 //!
-//! **Bounds.** With E emails and P phones after the caps, C = [`MAX_CANDIDATES_PER_IDENTIFIER`],
-//! V = [`MAX_IDENTIFIER_READS`], N = [`MAX_PEOPLE`], and a connector whose search, identifier read and
-//! interactions fetch send at most s, i and f requests ([`LookupCosts`], retries included), a lookup makes at
-//! most `(E + P)·s + min(V, (E + P)·C)·i + N·f` upstream requests ([`request_bound`]), and never more than
-//! [`MAX_IN_FLIGHT`] at once (each connector call sends its requests one after another); all lookups of one
-//! process together never more than [`MAX_IN_FLIGHT_PER_PROCESS`]. Zendesk has
-//! s = i = 2 and f = 2·⌈limit / 100⌉ (at most 5 pages): with the defaults (E = P = 10, 100 interactions)
-//! that is 20·2 + 10·2 + 10·2 = **80 requests**, at most **10 in flight**.
+//! **Bounds.** With E emails and P phones after the caps, S searches (S = E + P for a connector that
+//! searches one identifier at a time, fewer for one that batches; never more), C =
+//! [`MAX_CANDIDATES_PER_IDENTIFIER`], V = [`MAX_IDENTIFIER_READS`], N = [`MAX_PEOPLE`], and a connector whose
+//! search, identifier read and interactions fetch send at most s, i and f requests ([`LookupCosts`], retries
+//! included), a lookup makes at most `S·s + min(V, (E + P)·C)·i + N·f` upstream requests
+//! ([`request_bound_for`]; [`request_bound`] is the one-identifier-a-search case), and never more than
+//! [`MAX_IN_FLIGHT`] at once: a search or identifier read sends its requests one after another and takes one
+//! slot, an interactions fetch takes [`LookupCosts::fetch_width`] slots (the most requests it has in flight
+//! at once); all lookups of one process together never more than [`MAX_IN_FLIGHT_PER_PROCESS`] (the same
+//! widths, as permits). Zendesk has s = i = 2 and f = 2·⌈limit / 100⌉ (at most 5 pages), one slot a fetch:
+//! with the defaults (E = P = 10, 100 interactions) that is 20·2 + 10·2 + 10·2 = **80 requests**, at most
+//! **10 in flight**. HubSpot: see its module.
 //!
 //! **Deadline and partial answers.** Everything runs under one deadline: `BRIDGE_LOOKUP_BUDGET_MS` (default
 //! 5000), shortened to what is left before the Lambda deadline or API Gateway's 29 s (minus
@@ -218,12 +224,36 @@ pub fn plan(data: &ContactLookup, requested: &[String], supported: &[&'static st
 }
 
 /// The most upstream requests a lookup of `emails` emails and `phones` phones (after the caps) makes, for a
-/// connector with these costs (see the module documentation).
+/// connector with these costs that searches one identifier at a time (see the module documentation). It
+/// also bounds a connector that batches, which never makes more searches than identifiers.
 pub fn request_bound(emails: usize, phones: usize, costs: &LookupCosts) -> usize {
-    let searches = emails + phones;
+    request_bound_for(emails + phones, emails + phones, costs)
+}
+
+/// The most upstream requests a lookup makes with `searches` searches of `identifiers` identifiers in all.
+pub fn request_bound_for(searches: usize, identifiers: usize, costs: &LookupCosts) -> usize {
     searches * costs.search
-        + MAX_IDENTIFIER_READS.min(searches * MAX_CANDIDATES_PER_IDENTIFIER) * costs.identifiers
+        + MAX_IDENTIFIER_READS.min(identifiers * MAX_CANDIDATES_PER_IDENTIFIER) * costs.identifiers
         + MAX_PEOPLE * costs.fetch
+}
+
+/// The searches of `identifiers` as `connector` groups them, when its grouping holds every identifier
+/// exactly once; one identifier a search otherwise (logged), so the request bound always holds.
+pub fn search_batches(connector: &dyn Connector, identifiers: &[Identifier]) -> Vec<Vec<Identifier>> {
+    let batches = connector.search_batches(identifiers);
+    let mut seen: HashSet<&Identifier> = HashSet::new();
+    let exact = batches.iter().all(|b| !b.is_empty())
+        && batches.iter().flatten().all(|i| seen.insert(i))
+        && seen.len() == identifiers.len()
+        && identifiers.iter().all(|i| seen.contains(i));
+    if exact {
+        return batches;
+    }
+    tracing::warn!(
+        connector = connector.name(),
+        "the connector's search batches do not hold every identifier once; searching one identifier at a time"
+    );
+    identifiers.iter().map(|i| vec![i.clone()]).collect()
 }
 
 /// Merges what was found: only the asked types, each interaction once, newest first, at most `cap`.
@@ -262,7 +292,7 @@ pub struct LookupOutcome {
     pub unfinished: usize,
     /// Connector calls started.
     pub calls: usize,
-    /// The most connector calls running at once.
+    /// The most slots held at once: requests that may be in flight (a wide fetch holds several).
     pub max_in_flight: usize,
     /// People found beyond [`MAX_PEOPLE`], never fetched.
     pub people_ignored: usize,
@@ -359,7 +389,7 @@ enum Read {
 }
 
 enum Done {
-    Search(Identifier, Result<Vec<Candidate>, ConnectorError>),
+    Search(Vec<Identifier>, Result<Vec<(Identifier, Vec<Candidate>)>, ConnectorError>),
     Read(PersonRef, Result<Candidate, ConnectorError>),
     Fetch(PersonRef, Result<Option<Vec<Interaction>>, ConnectorError>),
 }
@@ -375,9 +405,11 @@ struct Lookup<'a> {
     types: &'a [String],
     limit: usize,
     region: Region,
+    /// Slots (and process permits) one interactions fetch takes: [`LookupCosts::fetch_width`].
+    fetch_width: usize,
     fetches: VecDeque<PersonRef>,
     reads: VecDeque<PersonRef>,
-    searches: VecDeque<Identifier>,
+    searches: VecDeque<Vec<Identifier>>,
     /// Confirmed people (fetched or queued), with how each came in first.
     people: HashMap<PersonRef, Via>,
     external: Option<PersonRef>,
@@ -389,38 +421,62 @@ struct Lookup<'a> {
 }
 
 impl<'a> Lookup<'a> {
-    /// The next call to start: fetches first (they complete the answer), then identifier reads, then
-    /// searches. A read whose person was confirmed meanwhile is dropped.
-    fn next_call(&mut self) -> Option<Call<'a>> {
+    /// The next call to start within `room` free slots, with the slots it takes: fetches first (they
+    /// complete the answer), then identifier reads, then searches. A fetch wider than the room waits while
+    /// narrower calls start. A read whose person was confirmed meanwhile is dropped.
+    fn next_call(&mut self, room: usize) -> Option<(Call<'a>, usize)> {
         let (connector, auth, budget, types, limit, permits) =
             (self.connector, self.auth, self.budget, self.types, self.limit, self.permits);
-        if let Some(person) = self.fetches.pop_front() {
-            return Some(Box::pin(async move {
-                let _permit = permits.acquire().await.ok();
-                let r = connector.interactions_of(auth, &person, types, limit, budget).await;
-                Done::Fetch(person, r)
-            }));
+        let width = self.fetch_width;
+        if width <= room {
+            if let Some(person) = self.fetches.pop_front() {
+                return Some((
+                    Box::pin(async move {
+                        let _permit = permits.acquire_many(width as u32).await.ok();
+                        let r = connector.interactions_of(auth, &person, types, limit, budget).await;
+                        Done::Fetch(person, r)
+                    }),
+                    width,
+                ));
+            }
+        }
+        if room == 0 {
+            return None;
         }
         while let Some(person) = self.reads.pop_front() {
             if self.people.contains_key(&person) {
                 continue;
             }
-            return Some(Box::pin(async move {
-                let _permit = permits.acquire().await.ok();
-                let r = connector.identifiers_of(auth, &person, budget).await;
-                Done::Read(person, r)
-            }));
+            return Some((
+                Box::pin(async move {
+                    let _permit = permits.acquire().await.ok();
+                    let r = connector.identifiers_of(auth, &person, budget).await;
+                    Done::Read(person, r)
+                }),
+                1,
+            ));
         }
-        let identifier = self.searches.pop_front()?;
-        Some(Box::pin(async move {
-            let _permit = permits.acquire().await.ok();
-            let r = connector.find_people(auth, &identifier, budget).await;
-            Done::Search(identifier, r)
-        }))
+        let identifiers = self.searches.pop_front()?;
+        Some((
+            Box::pin(async move {
+                let _permit = permits.acquire().await.ok();
+                let r = connector.find_people_batch(auth, &identifiers, budget).await;
+                Done::Search(identifiers, r)
+            }),
+            1,
+        ))
     }
 
     fn queued(&self) -> usize {
         self.fetches.len() + self.reads.len() + self.searches.len()
+    }
+
+    /// Slots the call for `done` held.
+    fn width_of(&self, done: &Done) -> usize {
+        match done {
+            Done::Fetch(..) => self.fetch_width,
+            _ => 1,
+        }
     }
 
     /// `person` is who the lookup is after: fetch its interactions unless already done or over the cap.
@@ -452,8 +508,22 @@ impl<'a> Lookup<'a> {
 
     fn finish(&mut self, done: Done) {
         match done {
-            Done::Search(identifier, Ok(candidates)) => self.searched(&identifier, candidates),
-            Done::Search(identifier, Err(e)) => self.fail("search", Via::of(&identifier), e),
+            Done::Search(identifiers, Ok(found)) => {
+                // Only what was asked, each identifier once, whatever the connector listed.
+                let asked: HashSet<&Identifier> = identifiers.iter().collect();
+                let mut done: HashSet<Identifier> = HashSet::new();
+                for (identifier, candidates) in found {
+                    if asked.contains(&identifier) && done.insert(identifier.clone()) {
+                        self.searched(&identifier, candidates);
+                    }
+                }
+            }
+            Done::Search(identifiers, Err(e)) => {
+                // One search of several identifiers failed: each of them is a failed search.
+                for identifier in &identifiers {
+                    self.fail("search", Via::of(identifier), e.clone());
+                }
+            }
             Done::Read(person, result) => {
                 let waiting = match self.read_state.remove(&person) {
                     Some(Read::Waiting(w)) => w,
@@ -544,6 +614,13 @@ pub async fn run(
     permits: &Semaphore,
 ) -> LookupOutcome {
     let started = Instant::now();
+    let fetch_width = connector.lookup_costs(plan.limit).fetch_width().min(MAX_IN_FLIGHT);
+    let identifiers: Vec<Identifier> = plan
+        .emails
+        .iter()
+        .map(|e| Identifier::Email(e.clone()))
+        .chain(plan.phones.iter().map(|p| Identifier::Phone(p.clone())))
+        .collect();
     let allowed = outer.remaining().map_or(limits.budget, |left| left.min(limits.budget));
     let cut = started + allowed;
     let budget = Deadline::new(started, Some(allowed), Duration::ZERO);
@@ -555,14 +632,14 @@ pub async fn run(
         types: &plan.types,
         limit: plan.limit,
         region: limits.region,
+        fetch_width,
         fetches: VecDeque::new(),
         reads: VecDeque::new(),
-        searches: plan
-            .emails
-            .iter()
-            .map(|e| Identifier::Email(e.clone()))
-            .chain(plan.phones.iter().map(|p| Identifier::Phone(p.clone())))
-            .collect(),
+        searches: if identifiers.is_empty() {
+            VecDeque::new()
+        } else {
+            search_batches(connector, &identifiers).into()
+        },
         people: HashMap::new(),
         external: None,
         read_state: HashMap::new(),
@@ -589,22 +666,23 @@ pub async fn run(
     }
 
     let mut in_flight: FuturesUnordered<Call<'_>> = FuturesUnordered::new();
+    // Slots held by the calls in flight: each call's most requests at once.
+    let mut slots = 0usize;
     let cut_short = loop {
-        while in_flight.len() < MAX_IN_FLIGHT {
-            match lookup.next_call() {
-                Some(call) => {
-                    in_flight.push(call);
-                    lookup.outcome.calls += 1;
-                }
-                None => break,
-            }
+        while let Some((call, width)) = lookup.next_call(MAX_IN_FLIGHT - slots) {
+            in_flight.push(call);
+            slots += width;
+            lookup.outcome.calls += 1;
         }
-        lookup.outcome.max_in_flight = lookup.outcome.max_in_flight.max(in_flight.len());
+        lookup.outcome.max_in_flight = lookup.outcome.max_in_flight.max(slots);
         if in_flight.is_empty() {
             break false;
         }
         match tokio::time::timeout_at(cut, in_flight.next()).await {
-            Ok(Some(done)) => lookup.finish(done),
+            Ok(Some(done)) => {
+                slots -= lookup.width_of(&done);
+                lookup.finish(done)
+            }
             Ok(None) => break false,
             Err(_) => break true,
         }
@@ -781,8 +859,11 @@ mod tests {
             search: 2,
             identifiers: 2,
             fetch: 2,
+            fetch_in_flight: 1,
         };
         assert_eq!(request_bound(10, 10, &zendesk_like), 20 * 2 + 10 * 2 + 10 * 2);
+        // One search for the twenty identifiers (HubSpot's defaults).
+        assert_eq!(request_bound_for(1, 20, &zendesk_like), 2 + 10 * 2 + 10 * 2);
         assert_eq!(request_bound(1, 0, &zendesk_like), 2 + 3 * 2 + 10 * 2);
         assert_eq!(request_bound(0, 0, &zendesk_like), MAX_PEOPLE * 2);
     }
@@ -829,6 +910,12 @@ mod tests {
     struct Fake {
         /// Every search returns every person (a very loose search).
         loose: bool,
+        /// Searches every identifier in one call (`search:batch`); with `lose_one`, a grouping that leaves
+        /// the last identifier out.
+        batch: bool,
+        lose_one: bool,
+        /// [`LookupCosts::fetch_in_flight`].
+        fetch_width: usize,
         people: Vec<FakePerson>,
         acts: Mutex<HashMap<String, Act>>,
         in_flight: AtomicUsize,
@@ -885,6 +972,27 @@ mod tests {
             result
         }
 
+        /// What a (loose) search of `identifier` shows: the first email and phone of each person.
+        fn candidates(&self, identifier: &Identifier) -> Vec<Candidate> {
+            let needle = identifier.value().trim_start_matches('+');
+            self.people
+                .iter()
+                .filter(|(_, emails, phones, _)| {
+                    self.loose
+                        || emails
+                            .iter()
+                            .chain(phones)
+                            .any(|v| v.to_lowercase().replace(' ', "").contains(needle))
+                })
+                .map(|(id, emails, phones, _)| Candidate {
+                    person: PersonRef(id.clone()),
+                    emails: emails.iter().take(1).cloned().collect(),
+                    phones: phones.iter().take(1).cloned().collect(),
+                    complete: false,
+                })
+                .collect()
+        }
+
         fn call(&self, what: &str) -> Option<(Instant, Instant)> {
             self.calls.lock().unwrap().iter().find(|c| c.0 == what).map(|c| (c.1, c.2))
         }
@@ -926,28 +1034,38 @@ mod tests {
                 search: 1,
                 identifiers: 1,
                 fetch: 1,
+                fetch_in_flight: self.fetch_width,
             }
+        }
+        fn search_batches(&self, identifiers: &[Identifier]) -> Vec<Vec<Identifier>> {
+            match (self.batch, self.lose_one) {
+                (false, _) => identifiers.iter().map(|i| vec![i.clone()]).collect(),
+                (true, false) => vec![identifiers.to_vec()],
+                (true, true) => vec![identifiers[..identifiers.len() - 1].to_vec()],
+            }
+        }
+        async fn find_people_batch(
+            &self,
+            _auth: &Auth,
+            identifiers: &[Identifier],
+            _budget: &dyn Budget,
+        ) -> Result<Vec<(Identifier, Vec<Candidate>)>, ConnectorError> {
+            if !self.batch || identifiers.len() == 1 {
+                let mut out = vec![];
+                for i in identifiers {
+                    self.act(format!("search:{}", i.value())).await?;
+                    out.push((i.clone(), self.candidates(i)));
+                }
+                return Ok(out);
+            }
+            self.act("search:batch".into()).await?;
+            // Every candidate under every identifier: the lookup layer keeps the exact matches.
+            let all: Vec<Candidate> = identifiers.iter().flat_map(|i| self.candidates(i)).collect();
+            Ok(identifiers.iter().map(|i| (i.clone(), all.clone())).collect())
         }
         async fn find_people(&self, _auth: &Auth, identifier: &Identifier, _budget: &dyn Budget) -> Result<Vec<Candidate>, ConnectorError> {
             self.act(format!("search:{}", identifier.value())).await?;
-            let needle = identifier.value().trim_start_matches('+');
-            Ok(self
-                .people
-                .iter()
-                .filter(|(_, emails, phones, _)| {
-                    self.loose
-                        || emails
-                            .iter()
-                            .chain(phones)
-                            .any(|v| v.to_lowercase().replace(' ', "").contains(needle))
-                })
-                .map(|(id, emails, phones, _)| Candidate {
-                    person: PersonRef(id.clone()),
-                    emails: emails.iter().take(1).cloned().collect(),
-                    phones: phones.iter().take(1).cloned().collect(),
-                    complete: false,
-                })
-                .collect())
+            Ok(self.candidates(identifier))
         }
         async fn identifiers_of(&self, _auth: &Auth, person: &PersonRef, _budget: &dyn Budget) -> Result<Candidate, ConnectorError> {
             self.act(format!("read:{}", person.0)).await?;
@@ -1154,5 +1272,65 @@ mod tests {
             assert_eq!(out.max_in_flight, 5, "each lookup started its fetch and searches at once");
         }
         assert_eq!(fake.max_in_flight.load(Ordering::SeqCst), 4, "but only 4 ran at once in all");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batched_search_is_one_call_and_each_identifier_confirms_its_own_person() {
+        let batched = || Fake {
+            batch: true,
+            ..two_people()
+        };
+        let fake = batched();
+        let p = lookup_of(None, &["ann@example.com", "nobody@example.com"], &["415 555 0102"]);
+        let out = run_fake(&fake, &p, 5000).await;
+        assert_eq!(ids(&out.interactions), vec!["a1", "a2", "b1"]);
+        assert_eq!(
+            (fake.count("search:"), fake.count("search:batch")),
+            (1, 1),
+            "one search for three identifiers"
+        );
+        assert_eq!((out.hits.email, out.hits.phone), (1, 1), "ann by her email, bob by his phone");
+        assert_eq!(out.calls, 3, "one search, two fetches");
+        // The batch fails as a whole: each of its identifiers is a failed search.
+        let fake = batched().on("search:batch", Act::Fail(ConnectorError::Timeout { system: "fake" }));
+        let out = run_fake(&fake, &p, 5000).await;
+        assert_eq!(out.failures.len(), 3);
+        assert_eq!(out.answer().unwrap_err(), ConnectorError::Timeout { system: "fake" });
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_grouping_that_loses_an_identifier_is_replaced_by_one_search_each() {
+        let fake = Fake {
+            batch: true,
+            lose_one: true,
+            ..two_people()
+        };
+        let p = lookup_of(None, &["ann@example.com"], &["415 555 0102"]);
+        let out = run_fake(&fake, &p, 5000).await;
+        assert_eq!(ids(&out.interactions), vec!["a1", "a2", "b1"], "bob's phone was still searched");
+        assert_eq!((fake.count("search:"), fake.count("search:batch")), (2, 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wide_fetch_holds_as_many_slots_as_it_may_have_requests_in_flight() {
+        let mut fake = Fake {
+            fetch_width: 4,
+            ..Fake::default()
+        };
+        for n in 0..12u64 {
+            let email = format!("p{n}@example.com");
+            fake = fake
+                .person(&n.to_string(), &[&email], &[], &["t"])
+                .on(&format!("search:{email}"), Act::After(Duration::from_millis(100 + n * 10)));
+        }
+        // The fetch by external id runs while every search does.
+        fake = fake.on("fetch:11", Act::After(Duration::from_millis(500)));
+        let emails: Vec<String> = (0..10).map(|n| format!("p{n}@example.com")).collect();
+        let p = lookup_of(Some("11"), &emails.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+        let out = run_fake(&fake, &p, 60_000).await;
+        assert_eq!(out.max_in_flight, MAX_IN_FLIGHT, "slots, i.e. requests, never past the limit");
+        // The fetch by external id (4 slots) and six searches started together: 7 calls, 10 requests.
+        assert_eq!(fake.max_in_flight.load(Ordering::SeqCst), 7);
+        assert_eq!(fake.count("fetch:"), MAX_PEOPLE);
     }
 }

@@ -2,8 +2,15 @@
 //! documented examples (`external-apis.md` §2); what is not documented is marked UNVERIFIED.
 //!
 //! - `POST /crm/v3/objects/contacts/search`: `filterGroups` (at most 5 groups of at most 6 filters, 18 in
-//!   all: 400 beyond), operators `EQ`, `NEQ`, `GT`, `GTE`, `LT`, `LTE`, `CONTAINS_TOKEN`, values as strings
-//!   (dates as epoch milliseconds); at most **one** sort (400 for two); `limit` at most 200 (400 beyond);
+//!   all: a 400 `VALIDATION_ERROR` beyond, as the docs' limits say; the message text is UNVERIFIED),
+//!   operators `EQ`, `NEQ`, `GT`, `GTE`, `LT`, `LTE`, `CONTAINS_TOKEN` with a string `value` (dates as epoch
+//!   milliseconds) and `IN` with a `values` list of strings, which matches a property's **whole** value
+//!   (HubSpot: "is included in the specified values", and no word on looking inside a list; so `IN` on
+//!   `hs_additional_emails`, a `;`-separated list, matches only a contact whose list is exactly one listed
+//!   value: the strict reading).
+//!   `EQ` on `hs_additional_emails` matches a contact holding the value as any one of its addresses (a
+//!   HubSpot maintainer: github.com/HubSpot/hubspot-api-nodejs/issues/24), `NEQ` one holding it as none.
+//!   At most **one** sort (400 for two); `limit` at most 200 (400 beyond);
 //!   `after` an integer offset, and the **10,000-result cap**: a page reaching past the 10,000th result is
 //!   a 400 (HubSpot's body shape; its exact message is UNVERIFIED). Sorted ascending on `lastmodifieddate`,
 //!   records sharing a millisecond come in a **different random order on every request**; without a sort,
@@ -11,10 +18,15 @@
 //!   (`null` when unset), as strings.
 //! - `GET /crm/v3/objects/contacts/{id}?properties=`: a merged-away id answers the primary contact
 //!   (UNVERIFIED), an archived one 404.
-//! - `POST /crm/v4/associations/contacts/{tickets|calls}/batch/read`: `results` for ids with associations,
-//!   and 207 with `errors` for the others.
-//! - `POST /crm/v3/objects/{tickets|calls}/batch/read`: at most 100 inputs.
+//! - `POST /crm/v4/associations/contacts/{tickets|calls|emails}/batch/read`: `results` for ids with
+//!   associations, and 207 with `errors` for the others.
+//! - `POST /crm/v3/objects/{tickets|calls|emails}/batch/read`: at most 100 inputs.
 //! - `GET /crm/v3/pipelines/tickets`, `GET /account-info/v3/details`.
+//! - `GET /crm/v3/owners` (scope `crm.objects.owners.read`, denied with [`FakeHubSpot::deny_scope`]`("owners")`):
+//!   `limit` (default 100; at most 500, an UNVERIFIED maximum: 400 beyond), `after` (an opaque cursor from
+//!   `paging.next.after`; any other is a 400), `archived` (default `false`: live owners only; `true`:
+//!   archived ones only), owners in id order with `id`, `email`, `type` (`PERSON` / `QUEUE`), `firstName`,
+//!   `lastName`, `userId`, `createdAt`, `updatedAt`, `archived`, `teams`.
 //! - Auth: `Authorization: Bearer` [`ACCESS_TOKEN`], else 401 `INVALID_AUTHENTICATION`. Object types left
 //!   out of the token's scopes ([`FakeHubSpot::deny_scope`]) answer 403 `MISSING_SCOPES`.
 //! - Rate limits, per account: search at most N requests per second (fixed one-second windows; headers
@@ -24,6 +36,8 @@
 //!   `-Daily-Remaining`; 429 `DAILY`, "You have reached your daily limit."). No 429 carries `Retry-After`
 //!   (whether HubSpot sends one is UNVERIFIED; the bridge must cope without).
 //! - Injected faults ([`Fault`]) and a hook run before every contact search (changes between pages).
+//! - A gate ([`FakeHubSpot::gate`]): requests to some paths are held until a number of them have arrived,
+//!   which proves that the bridge sent them at once (a bridge sending one after another never opens it).
 //!
 //! Every request is recorded (method, path, JSON body, `Authorization`).
 
@@ -171,6 +185,40 @@ impl FakeObject {
     }
 }
 
+/// An owner (a HubSpot user, or a queue).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FakeOwner {
+    pub id: u64,
+    pub email: Option<String>,
+    pub first_name: String,
+    pub last_name: String,
+    /// `PERSON` or `QUEUE`.
+    pub kind: String,
+    pub archived: bool,
+}
+
+impl FakeOwner {
+    pub fn person(id: u64, first: &str, last: &str, email: &str) -> Self {
+        FakeOwner {
+            id,
+            email: Some(email.into()),
+            first_name: first.into(),
+            last_name: last.into(),
+            kind: "PERSON".into(),
+            archived: false,
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        json!({
+            "id": self.id.to_string(), "email": self.email, "type": self.kind, "firstName": self.first_name,
+            "lastName": self.last_name, "userId": self.id + 9_000_000, "userIdIncludingInactive": self.id + 9_000_000,
+            "createdAt": iso(1_577_000_000_000), "updatedAt": iso(1_577_000_000_000), "archived": self.archived,
+            "teams": [{"id": "178588", "name": "Support", "primary": true}]
+        })
+    }
+}
+
 /// A ticket pipeline stage.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FakeStage {
@@ -188,9 +236,14 @@ pub struct FakeData {
     index: BTreeSet<(i64, u64)>,
     pub tickets: BTreeMap<u64, FakeObject>,
     pub calls: BTreeMap<u64, FakeObject>,
-    /// Contact id to associated ticket ids and call ids.
+    /// Email engagements.
+    pub emails: BTreeMap<u64, FakeObject>,
+    /// Contact id to associated ticket ids, call ids and email ids.
     pub ticket_links: BTreeMap<u64, Vec<u64>>,
     pub call_links: BTreeMap<u64, Vec<u64>>,
+    pub email_links: BTreeMap<u64, Vec<u64>>,
+    /// The account's owners, by id.
+    pub owners: BTreeMap<u64, FakeOwner>,
     /// Pipeline id to stages.
     pub pipelines: BTreeMap<String, Vec<FakeStage>>,
     /// The account's offset from UTC (`utcOffsetMilliseconds`).
@@ -275,7 +328,7 @@ impl FakeData {
             merged.push(secondary.to_string());
             c.props.insert("hs_merged_object_ids".into(), merged.join(";"));
         });
-        for links in [&mut self.ticket_links, &mut self.call_links] {
+        for links in [&mut self.ticket_links, &mut self.call_links, &mut self.email_links] {
             if let Some(moved) = links.remove(&secondary) {
                 links.entry(primary).or_default().extend(moved);
             }
@@ -360,8 +413,21 @@ struct Inner {
     rng: SmallRng,
 }
 
+/// How long a gated request waits for the others before it is answered anyway (and the gate counts as
+/// never opened).
+const GATE_WAIT: Duration = Duration::from_secs(3);
+
+/// Requests whose path starts with one of `prefixes` wait until `n` of them have arrived.
+struct Gate {
+    prefixes: Vec<String>,
+    n: usize,
+    arrived: tokio::sync::watch::Sender<usize>,
+    timed_out: bool,
+}
+
 struct Shared {
     inner: Mutex<Inner>,
+    gate: Mutex<Option<Gate>>,
 }
 
 impl Shared {
@@ -411,6 +477,7 @@ impl FakeHubSpot {
                 latency: Duration::ZERO,
                 rng: SmallRng::seed_from_u64(0x4855_4253),
             }),
+            gate: Mutex::new(None),
         });
         let router = Router::new().fallback(handle).with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -464,7 +531,7 @@ impl FakeHubSpot {
         self.shared.lock().hits.clone()
     }
 
-    /// Leaves `object_type` (`calls`, `tickets`) out of the token's scopes.
+    /// Leaves `object_type` (`contacts`, `tickets`, `calls`, `emails`, `owners`) out of the token's scopes.
     pub fn deny_scope(&self, object_type: &str) {
         self.shared.lock().denied.insert(object_type.to_string());
     }
@@ -503,6 +570,25 @@ impl FakeHubSpot {
 
     pub fn clear_requests(&self) {
         self.shared.lock().requests.clear();
+    }
+
+    /// Holds every request whose path starts with one of `prefixes` until `n` of them have arrived (at most
+    /// [`GATE_WAIT`] each); later ones pass at once. Replaces any earlier gate.
+    pub fn gate(&self, prefixes: &[&str], n: usize) {
+        let (arrived, _) = tokio::sync::watch::channel(0usize);
+        *self.shared.gate.lock().unwrap_or_else(|p| p.into_inner()) = Some(Gate {
+            prefixes: prefixes.iter().map(|p| p.to_string()).collect(),
+            n,
+            arrived,
+            timed_out: false,
+        });
+    }
+
+    /// Whether the gate's `n` requests all arrived while the first of them waited: they were in flight
+    /// together.
+    pub fn gate_opened(&self) -> bool {
+        let gate = self.shared.gate.lock().unwrap_or_else(|p| p.into_inner());
+        gate.as_ref().is_some_and(|g| !g.timed_out && *g.arrived.borrow() >= g.n)
     }
 
     /// Delays every answer by `latency` (the round trip to a real HubSpot).
@@ -643,6 +729,22 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         });
         (inner.latency, fault)
     };
+    let waiting = {
+        let gate = shared.gate.lock().unwrap_or_else(|p| p.into_inner());
+        gate.as_ref()
+            .filter(|g| g.prefixes.iter().any(|p| recorded.path.starts_with(p.as_str())))
+            .map(|g| {
+                g.arrived.send_modify(|n| *n += 1);
+                (g.arrived.subscribe(), g.n)
+            })
+    };
+    if let Some((mut rx, n)) = waiting {
+        if tokio::time::timeout(GATE_WAIT, rx.wait_for(|arrived| *arrived >= n)).await.is_err() {
+            if let Some(g) = shared.gate.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+                g.timed_out = true;
+            }
+        }
+    }
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
@@ -741,11 +843,15 @@ fn route(inner: &mut Inner, req: &RecordedRequest) -> Response {
                 "uiDomain": "app.hubspot.com", "dataHostingLocation": "na1"
             }),
         ),
+        ("POST" | "GET", ["crm", "v3", "objects", "contacts", ..]) if inner.denied.contains("contacts") => {
+            missing_scopes("crm.objects.contacts.read")
+        }
         ("POST", ["crm", "v3", "objects", "contacts", "search"]) => search(inner, &req.body),
         ("GET", ["crm", "v3", "objects", "contacts", id]) => read_contact(inner, id, &req.query),
         ("POST", ["crm", "v4", "associations", "contacts", to, "batch", "read"]) => associations(inner, to, &req.body),
-        ("POST", ["crm", "v3", "objects", kind @ ("tickets" | "calls"), "batch", "read"]) => batch_read(inner, kind, &req.body),
+        ("POST", ["crm", "v3", "objects", kind @ ("tickets" | "calls" | "emails"), "batch", "read"]) => batch_read(inner, kind, &req.body),
         ("GET", ["crm", "v3", "pipelines", "tickets"]) => pipelines(inner),
+        ("GET", ["crm", "v3", "owners"]) => owners(inner, &req.query),
         _ => error(404, "OBJECT_NOT_FOUND", "resource not found"),
     }
 }
@@ -766,10 +872,28 @@ struct Filter {
     property: String,
     operator: String,
     value: String,
+    /// `IN`'s list.
+    values: Vec<String>,
 }
 
 impl Filter {
     fn matches(&self, c: &FakeContact) -> bool {
+        if self.operator == "IN" {
+            let Some(have) = c.value(&self.property) else {
+                return false;
+            };
+            // The whole value: `a;b` is not matched by `a` (strict, see the module documentation).
+            let have = have.trim().to_lowercase();
+            return self.values.iter().any(|want| want.to_lowercase() == have);
+        }
+        if self.property == "hs_additional_emails" && matches!(self.operator.as_str(), "EQ" | "NEQ") {
+            // One of the `;`-separated secondary addresses.
+            let want = self.value.trim().to_lowercase();
+            let held = c
+                .value(&self.property)
+                .is_some_and(|have| have.split(';').any(|v| v.trim().to_lowercase() == want));
+            return held == (self.operator == "EQ");
+        }
         // Dates and ids compare as numbers (dates given as epoch milliseconds), everything else as text.
         let number = match self.property.as_str() {
             "lastmodifieddate" => Some(c.updated_ms),
@@ -843,13 +967,35 @@ fn parse_groups(body: &Value) -> Result<Vec<Vec<Filter>>, &'static str> {
             let (Some(property), Some(operator)) = (text("propertyName"), text("operator")) else {
                 return Err("Each filter needs propertyName and operator");
             };
-            if !["EQ", "NEQ", "GT", "GTE", "LT", "LTE", "CONTAINS_TOKEN"].contains(&operator.as_str()) {
+            if !["EQ", "NEQ", "GT", "GTE", "LT", "LTE", "CONTAINS_TOKEN", "IN"].contains(&operator.as_str()) {
                 return Err("Unsupported operator");
+            }
+            if operator == "IN" {
+                let values: Option<Vec<String>> = f
+                    .get("values")
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().map(|v| v.as_str().map(String::from)).collect())
+                    .unwrap_or(None);
+                match values {
+                    Some(values) if !values.is_empty() => parsed.push(Filter {
+                        property,
+                        operator,
+                        value: String::new(),
+                        values,
+                    }),
+                    _ => return Err("IN needs a non-empty `values` list of strings"),
+                }
+                continue;
             }
             let Some(value) = text("value") else {
                 return Err("Filter values must be strings");
             };
-            parsed.push(Filter { property, operator, value });
+            parsed.push(Filter {
+                property,
+                operator,
+                value,
+                values: vec![],
+            });
         }
         out.push(parsed);
     }
@@ -1002,13 +1148,14 @@ fn inputs(body: &Value) -> Vec<String> {
 }
 
 fn associations(inner: &Inner, to: &str, body: &Value) -> Response {
-    let links = match to {
-        "tickets" => &inner.data.ticket_links,
-        "calls" => &inner.data.call_links,
+    let (links, type_id) = match to {
+        "tickets" => (&inner.data.ticket_links, 15),
+        "calls" => (&inner.data.call_links, 193),
+        "emails" => (&inner.data.email_links, 197),
         _ => return error(400, "VALIDATION_ERROR", "Unknown object type"),
     };
     if inner.denied.contains(to) {
-        return missing_scopes(to);
+        return missing_scopes(scope_of(to));
     }
     let ids = inputs(body);
     if ids.is_empty() || ids.len() > 1000 {
@@ -1019,7 +1166,6 @@ fn associations(inner: &Inner, to: &str, body: &Value) -> Response {
     for id in ids {
         match id.parse::<u64>().ok().and_then(|n| links.get(&n)).filter(|l| !l.is_empty()) {
             Some(l) => {
-                let type_id = if to == "tickets" { 15 } else { 193 };
                 let to_list: Vec<Value> = l
                     .iter()
                     .map(|t| json!({"toObjectId": t, "associationTypes": [{"category": "HUBSPOT_DEFINED", "typeId": type_id, "label": null}]}))
@@ -1041,27 +1187,46 @@ fn associations(inner: &Inner, to: &str, body: &Value) -> Response {
     respond(status, answer)
 }
 
+/// The scope reading an object type needs.
+fn scope_of(object_type: &str) -> &'static str {
+    match object_type {
+        "tickets" => "tickets",
+        "emails" => "sales-email-read",
+        _ => "crm.objects.contacts.read",
+    }
+}
+
+/// HubSpot's 403 for a token without the scope (`category: MISSING_SCOPES`, the scopes in
+/// `errors[].context`, as the spec's Error schema shows `{missingScopes=[scope1, scope2]}`; the exact
+/// context key HubSpot uses is UNVERIFIED).
 fn missing_scopes(what: &str) -> Response {
-    error(
+    respond(
         403,
-        "MISSING_SCOPES",
-        &format!("This app hasn't been granted all required scopes to make this call. Read more about required scopes here: https://developers.hubspot.com/scopes. ({what})"),
+        json!({
+            "status": "error",
+            "message": "This app hasn't been granted all required scopes to make this call. Read more about required scopes here: https://developers.hubspot.com/scopes.",
+            "correlationId": "a1b2c3d4-0000-4000-8000-000000000000",
+            "errors": [{"message": "One or more of the following scopes are required.", "context": {"requiredGranularScopes": [what]}}],
+            "links": {"scopes": "https://developers.hubspot.com/scopes"},
+            "category": "MISSING_SCOPES"
+        }),
     )
 }
 
 fn batch_read(inner: &Inner, kind: &str, body: &Value) -> Response {
     if inner.denied.contains(kind) {
-        return missing_scopes(kind);
+        return missing_scopes(scope_of(kind));
     }
     let ids = inputs(body);
     if ids.is_empty() || ids.len() > 100 {
         return validation("inputs must hold 1 to 100 ids");
     }
-    let (objects, modified) = if kind == "tickets" {
-        (&inner.data.tickets, "hs_lastmodifieddate")
-    } else {
-        (&inner.data.calls, "hs_lastmodifieddate")
+    let objects = match kind {
+        "tickets" => &inner.data.tickets,
+        "calls" => &inner.data.calls,
+        _ => &inner.data.emails,
     };
+    let modified = "hs_lastmodifieddate";
     let asked = asked_properties(body);
     let results: Vec<Value> = ids
         .iter()
@@ -1092,6 +1257,90 @@ fn pipelines(inner: &Inner) -> Response {
         })
         .collect();
     respond(200, json!({"results": results}))
+}
+
+/// The cursor the fake gives for the owners after `id` (opaque to the bridge; its `=` must be
+/// percent-encoded in a query).
+fn owner_cursor(id: u64) -> String {
+    format!("T{id}==")
+}
+
+/// A query value with its percent-encoding undone.
+fn decoded(v: &str) -> String {
+    let bytes = v.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (b'+', _, _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn owners(inner: &Inner, query: &str) -> Response {
+    if inner.denied.contains("owners") {
+        return missing_scopes("crm.objects.owners.read");
+    }
+    let param = |name: &str| {
+        query
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| decoded(v))
+    };
+    let limit = match param("limit").map(|v| v.parse::<usize>()) {
+        None => 100,
+        Some(Ok(n)) if (1..=500).contains(&n) => n,
+        Some(_) => return validation("limit must be an integer between 1 and 500"),
+    };
+    let archived = match param("archived").as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return validation("archived must be true or false"),
+    };
+    let after = match param("after") {
+        None => None,
+        Some(c) => match c
+            .strip_prefix('T')
+            .and_then(|rest| rest.strip_suffix("=="))
+            .and_then(|id| id.parse::<u64>().ok())
+        {
+            Some(id) => Some(id),
+            None => return validation("Invalid `after` paging cursor"),
+        },
+    };
+    let listed: Vec<&FakeOwner> = inner
+        .data
+        .owners
+        .values()
+        .filter(|o| o.archived == archived)
+        .filter(|o| after.is_none_or(|a| o.id > a))
+        .collect();
+    let page: Vec<Value> = listed.iter().take(limit).map(|o| o.to_json()).collect();
+    let mut answer = json!({"results": page});
+    if listed.len() > limit {
+        let next = owner_cursor(listed[limit - 1].id);
+        let link = format!("https://api.hubapi.com/crm/v3/owners?after={}", next.replace('=', "%3D"));
+        answer["paging"] = json!({"next": {"after": next, "link": link}});
+    }
+    respond(200, answer)
 }
 
 /// How much data [`generate`] makes.

@@ -10,8 +10,8 @@ use bridge::error::ApiResponse;
 use bridge::sync::budget::Unlimited;
 use bridge::App;
 use bridge_tests::fake_hubspot::{
-    self, auth_json, generate, hubspot_error, rate_limited, FakeContact, FakeData, FakeHubSpot, FakeObject, Fault, Generate, LimitHit,
-    Limits, ACCESS_TOKEN, PORTAL_ID,
+    self, auth_json, generate, hubspot_error, rate_limited, FakeContact, FakeData, FakeHubSpot, FakeObject, FakeOwner, Fault, Generate,
+    LimitHit, Limits, ACCESS_TOKEN, PORTAL_ID,
 };
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{json, Value};
@@ -526,30 +526,350 @@ async fn tickets_and_calls_by_external_id_map_status_priority_and_links_with_bat
     );
 }
 
-#[tokio::test]
-async fn lookups_by_email_and_phone_find_the_person_with_one_search_each() {
-    let fake = start(interaction_data()).await;
-    let app = app(&fake);
-    let r = interactions(&app, json!([]), json!({"contact_emails": ["ANN@example.com"]})).await;
-    assert_eq!(json_of(&r).as_array().unwrap().len(), 3, "{}", r.body);
-    let bodies = searches(&fake);
-    assert_eq!(bodies.len(), 1);
-    assert_eq!(
-        bodies[0]["filterGroups"].as_array().unwrap().len(),
-        2,
-        "email OR an additional email"
+/// `interaction_data` with two email engagements of Ann's (contact 10).
+fn with_emails(mut d: FakeData) -> FakeData {
+    let base = ms(now()) - 86_400_000;
+    d.emails.insert(
+        700,
+        object(
+            700,
+            base + 6000,
+            &[
+                ("hs_email_subject", "Your invoice"),
+                ("hs_email_text", "Hello Ann, <b>attached</b>"),
+                ("hs_email_status", "SENT"),
+                ("hs_timestamp", "2026-11-30T12:00:06.000Z"),
+            ],
+        ),
     );
+    d.emails.insert(
+        701,
+        object(
+            701,
+            base + 10_000,
+            &[("hs_email_status", "SCHEDULED"), ("hs_timestamp", "2026-11-30T12:00:10.000Z")],
+        ),
+    );
+    d.email_links.insert(10, vec![700, 701]);
+    d
+}
+
+/// Every request's path, in the order the fake received them.
+fn paths(fake: &FakeHubSpot) -> Vec<String> {
+    fake.requests().into_iter().map(|r| r.path).collect()
+}
+
+#[tokio::test]
+async fn a_lookup_by_id_sends_no_search_and_reads_everything_in_two_rounds_of_concurrent_requests() {
+    let fake = start(with_emails(interaction_data())).await;
+    let app = app(&fake);
+    // Round one: the account details, the ticket stages and three association reads, all in flight together
+    // (the fake holds each until all five have arrived: one after another, the first would wait in vain).
+    fake.gate(&["/account-info", "/crm/v3/pipelines", "/crm/v4/associations"], 5);
+    let r = interactions(&app, json!(["ticket", "call", "email"]), json!({"contact_external_id": "10"})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(fake.gate_opened(), "the first round was not sent at once: {:?}", paths(&fake));
+    let got = paths(&fake);
+    assert_eq!(got.len(), 8, "{got:?}");
+    assert!(got.iter().all(|p| !p.ends_with("/search")), "no search by id: {got:?}");
+    // Round two, only after round one: one batch read per type.
+    assert!(got[..5].iter().all(|p| !p.starts_with("/crm/v3/objects/")), "{got:?}");
+    let mut reads: Vec<&str> = got[5..].iter().map(String::as_str).collect();
+    reads.sort_unstable();
+    assert_eq!(
+        reads,
+        vec![
+            "/crm/v3/objects/calls/batch/read",
+            "/crm/v3/objects/emails/batch/read",
+            "/crm/v3/objects/tickets/batch/read"
+        ]
+    );
+    let v = json_of(&r);
+    let kinds: Vec<&str> = v.as_array().unwrap().iter().map(|i| i["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, vec!["email", "ticket", "call", "email", "ticket"], "newest first: {v}");
+    assert_eq!(v[0]["status"], "new", "a scheduled email");
+    assert_eq!(v[0]["subject"], "Email #701");
+    assert_eq!(v[3]["subject"], "Your invoice");
+    assert_eq!(v[3]["description"], "Hello Ann, attached");
+    assert_eq!(v[3]["url"], format!("https://app.hubspot.com/contacts/{PORTAL_ID}/record/0-49/700"));
+
+    // Cached account and stages: the three batch reads of round two are in flight together too.
     fake.clear_requests();
-    let r = interactions(&app, json!([]), json!({"contact_phones": ["+1 415-555-0134"]})).await;
-    assert_eq!(json_of(&r).as_array().unwrap().len(), 3, "{}", r.body);
-    assert_eq!(searches(&fake)[0]["filterGroups"][0]["filters"][0]["value"], "4155550134");
+    fake.gate(&["/crm/v3/objects/"], 3);
+    let r = interactions(&app, json!(["ticket", "call", "email"]), json!({"contact_external_id": "10"})).await;
+    assert_eq!(json_of(&r).as_array().unwrap().len(), 5, "{}", r.body);
+    assert!(fake.gate_opened(), "the batch reads were not sent at once: {:?}", paths(&fake));
+    assert_eq!(paths(&fake).len(), 6, "three association reads, three batch reads");
+}
+
+#[tokio::test]
+async fn a_lookup_by_three_emails_and_two_phones_is_two_searches_sent_at_once() {
+    let mut d = with_emails(interaction_data());
+    // Dan holds one of the emails as a secondary address only, the second of two.
+    d.add_contact(
+        contact(13, ms(now()) - 86_400_000)
+            .with("email", "dan@example.com")
+            .with("hs_additional_emails", "dan@home.example;D.Second@Example.com"),
+    );
+    d.ticket_links.insert(13, vec![102]);
+    let fake = start(d).await;
+    let app = app(&fake);
+    // Email IN, three secondary-email EQ groups and two phone groups: six groups, more than one search holds.
+    // Both searches are held until both have arrived (sent one after the other, the first would wait in vain).
+    fake.gate(&["/crm/v3/objects/contacts/search"], 2);
     let r = interactions(
         &app,
         json!([]),
-        json!({"contact_emails": ["nobody@example.com"], "contact_phones": ["+44 20 7946 0001"]}),
+        json!({
+            "contact_emails": ["ANN@example.com", "nobody@example.com", "d.second@example.com"],
+            "contact_phones": ["+1 415-555-0134", "+44 20 7946 0001"]
+        }),
     )
     .await;
-    assert_eq!(json_of(&r), json!([]), "bob has no interactions");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let mut ids: Vec<String> = json_of(&r)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        vec!["100", "101", "102", "700", "701", "900"],
+        "ann's five, dan's ticket; bob has none"
+    );
+    assert!(fake.gate_opened(), "the two searches were not sent at once: {:?}", paths(&fake));
+    let mut bodies = searches(&fake);
+    assert_eq!(bodies.len(), 2, "two searches for five identifiers: {bodies:?}");
+    bodies.sort_by_key(|b| std::cmp::Reverse(b["filterGroups"].as_array().unwrap().len()));
+    let filters = |b: &Value| -> Vec<Value> {
+        let groups = b["filterGroups"].as_array().unwrap();
+        assert!(groups.iter().all(|g| g["filters"].as_array().unwrap().len() == 1), "{b}");
+        groups.iter().map(|g| g["filters"][0].clone()).collect()
+    };
+    let eq = |email: &str| json!({"propertyName": "hs_additional_emails", "operator": "EQ", "value": email});
+    assert_eq!(
+        filters(&bodies[0]),
+        vec![
+            json!({"propertyName": "email", "operator": "IN", "values": ["ann@example.com", "nobody@example.com"]}),
+            eq("ann@example.com"),
+            eq("nobody@example.com"),
+            json!({"propertyName": "hs_searchable_calculated_phone_number", "operator": "IN",
+                   "values": ["2079460001", "4155550134"]}),
+            json!({"propertyName": "hs_searchable_calculated_mobile_number", "operator": "IN",
+                   "values": ["2079460001", "4155550134"]}),
+        ]
+    );
+    assert_eq!(
+        filters(&bodies[1]),
+        vec![
+            json!({"propertyName": "email", "operator": "IN", "values": ["d.second@example.com"]}),
+            eq("d.second@example.com"),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_contact_is_found_by_any_one_of_its_several_secondary_emails() {
+    let base = ms(now()) - 86_400_000;
+    let mut d = data_of(vec![contact(40, base)
+        .with("email", "eve@example.com")
+        .with("hs_additional_emails", "eve@old.example;Eve.Work@Example.org;eve@home.example")]);
+    d.tickets.insert(
+        400,
+        object(
+            400,
+            base + 1,
+            &[("subject", "Invoice"), ("hs_pipeline", "0"), ("hs_pipeline_stage", "1")],
+        ),
+    );
+    d.ticket_links.insert(40, vec![400]);
+    let fake = start(d).await;
+    let app = app(&fake);
+    for email in ["eve.work@example.org", "eve@home.example"] {
+        fake.clear_requests();
+        let r = interactions(&app, json!(["ticket"]), json!({"contact_emails": [email]})).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let v = json_of(&r);
+        assert_eq!(v.as_array().map(Vec::len), Some(1), "{email}: {v}");
+        assert_eq!(v[0]["id"], "400");
+        assert_eq!(searches(&fake).len(), 1, "one email: one search");
+    }
+}
+
+/// A lookup by `emails` emails and `phones` phones (BRIDGE_MAX_LOOKUP_IDENTIFIERS `cap`) in which only a
+/// few people exist: the last email's, the last phone's, and one holding the middle email as the last of
+/// two secondary addresses. Checks that all three are found, that the searches were sent at once, each
+/// within HubSpot's filter limits (the fake also answers 400 past them), every identifier in exactly one.
+async fn many_identifiers_are_searched_at_once_within_the_filter_limits(emails: usize, phones: usize, cap: &str, searches_expected: usize) {
+    let base = ms(now()) - 86_400_000;
+    let last_phone = format!("+1 415 555 {:04}", 2000 + phones - 1);
+    let mut d = data_of(vec![
+        contact(224, base).with("email", &format!("p{}@example.com", emails - 1)),
+        contact(311, base).with("phone", &last_phone),
+        contact(412, base)
+            .with("email", "zed@example.com")
+            .with("hs_additional_emails", &format!("zed@old.example;p{}@example.com", emails / 2)),
+    ]);
+    for (contact_id, ticket) in [(224u64, 1u64), (311, 2), (412, 3)] {
+        d.tickets.insert(
+            ticket,
+            object(
+                ticket,
+                base + 1,
+                &[("subject", "Late"), ("hs_pipeline", "0"), ("hs_pipeline_stage", "1")],
+            ),
+        );
+        d.ticket_links.insert(contact_id, vec![ticket]);
+    }
+    let fake = start(d).await;
+    let app = fake_hubspot::app_on(&fake, &[("BRIDGE_MAX_LOOKUP_IDENTIFIERS", cap)]);
+    fake.gate(&["/crm/v3/objects/contacts/search"], searches_expected);
+    let emails: Vec<String> = (0..emails).map(|n| format!("p{n}@example.com")).collect();
+    let phones: Vec<String> = (0..phones).map(|n| format!("+1 415 555 {:04}", 2000 + n)).collect();
+    let r = interactions(&app, json!(["ticket"]), json!({"contact_emails": emails, "contact_phones": phones})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let mut ids: Vec<String> = json_of(&r)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        vec!["1", "2", "3"],
+        "the last email's, the last phone's and the secondary email's people were searched too"
+    );
+    assert!(fake.gate_opened(), "the {searches_expected} searches were not sent at once");
+    let bodies = searches(&fake);
+    assert_eq!(bodies.len(), searches_expected);
+    let (mut primary, mut secondary, mut numbers) = (Vec::new(), Vec::new(), Vec::new());
+    for b in &bodies {
+        let groups = b["filterGroups"].as_array().unwrap();
+        assert!(groups.len() <= 5, "{b}");
+        let filters: usize = groups.iter().map(|g| g["filters"].as_array().unwrap().len()).sum();
+        assert!(filters <= 18 && groups.iter().all(|g| g["filters"].as_array().unwrap().len() <= 6));
+        let (mut ins, mut eqs) = (Vec::new(), Vec::new());
+        for g in groups {
+            let f = &g["filters"][0];
+            let values = || f["values"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string());
+            match (f["propertyName"].as_str().unwrap(), f["operator"].as_str().unwrap()) {
+                ("email", "IN") => ins.extend(values()),
+                ("hs_additional_emails", "EQ") => eqs.push(f["value"].as_str().unwrap().to_string()),
+                ("hs_searchable_calculated_phone_number", "IN") => numbers.extend(values()),
+                ("hs_searchable_calculated_mobile_number", "IN") => assert!(f["values"].as_array().unwrap().len() <= 10),
+                other => panic!("unexpected filter {other:?}: {f}"),
+            }
+        }
+        assert_eq!(ins, eqs, "each search's emails, primary and secondary: {b}");
+        primary.extend(ins);
+        secondary.extend(eqs);
+    }
+    for (what, list, n) in [("emails", &primary, emails.len()), ("phones", &numbers, phones.len())] {
+        assert_eq!(list.len(), n, "every one of the {what} in exactly one search");
+        assert_eq!(list.iter().collect::<HashSet<_>>().len(), n);
+    }
+    assert_eq!(secondary.len(), emails.len());
+}
+
+#[tokio::test]
+async fn ten_emails_and_ten_phones_are_three_searches_sent_at_once_within_the_filter_limits() {
+    // The defaults' most: 10 phones and 2 emails (5 groups), then 4 emails (5 groups) twice.
+    many_identifiers_are_searched_at_once_within_the_filter_limits(10, 10, "10", 3).await;
+}
+
+#[tokio::test]
+async fn more_identifiers_than_the_defaults_are_split_into_searches_sent_at_once() {
+    // 25 emails and 12 phones: two phone lists with two emails each, then 21 emails four a search.
+    many_identifiers_are_searched_at_once_within_the_filter_limits(25, 12, "30", 8).await;
+}
+
+#[tokio::test]
+async fn the_fakes_in_matches_whole_values_and_eq_finds_one_of_several_secondary_emails() {
+    // The fake is strict: `IN` matches a whole value, so `IN` on a `;`-separated list misses; `EQ` on
+    // `hs_additional_emails` matches any one address (as a HubSpot maintainer describes).
+    let fake = start(data_of(vec![
+        contact(1, ms(now()) - 3_600_000).with("hs_additional_emails", "a@example.com;b@example.com"),
+        contact(2, ms(now()) - 3_600_000).with("hs_additional_emails", "b@example.com"),
+    ]))
+    .await;
+    let client = reqwest::Client::new();
+    let ids = |filter: Value| {
+        let request = client
+            .post(format!("{}/crm/v3/objects/contacts/search", fake.base_url()))
+            .bearer_auth(ACCESS_TOKEN)
+            .json(&json!({"filterGroups": [{"filters": [filter]}]}))
+            .send();
+        async move {
+            let v: Value = request.await.unwrap().json().await.unwrap();
+            v["results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|o| o["id"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    let in_ = |v: &str| json!({"propertyName": "hs_additional_emails", "operator": "IN", "values": [v]});
+    let eq = |v: &str| json!({"propertyName": "hs_additional_emails", "operator": "EQ", "value": v});
+    assert_eq!(ids(in_("b@example.com")).await, vec!["2"], "IN: the whole value only");
+    assert_eq!(ids(eq("B@example.com")).await, vec!["1", "2"], "EQ: any one address");
+    assert_eq!(ids(eq("a@example.com")).await, vec!["1"]);
+    assert_eq!(ids(in_("a@example.com")).await, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn the_fake_refuses_searches_past_hubspots_filter_limits_with_a_400() {
+    let fake = start(data_of(vec![contact(1, ms(now()) - 3_600_000).with("email", "a@example.com")])).await;
+    let client = reqwest::Client::new();
+    let search = |body: Value| {
+        client
+            .post(format!("{}/crm/v3/objects/contacts/search", fake.base_url()))
+            .bearer_auth(ACCESS_TOKEN)
+            .json(&body)
+            .send()
+    };
+    let group = |n: usize| json!({"filters": (0..n).map(|_| json!({"propertyName": "email", "operator": "EQ", "value": "a@example.com"})).collect::<Vec<_>>()});
+    for (body, why) in [
+        (json!({"filterGroups": (0..6).map(|_| group(1)).collect::<Vec<_>>()}), "six groups"),
+        (json!({"filterGroups": [group(7)]}), "seven filters in a group"),
+        (
+            json!({"filterGroups": (0..4).map(|_| group(5)).collect::<Vec<_>>()}),
+            "twenty filters",
+        ),
+        (
+            json!({"filterGroups": [{"filters": [{"propertyName": "email", "operator": "IN"}]}]}),
+            "IN without values",
+        ),
+    ] {
+        let r = search(body).await.unwrap();
+        assert_eq!(r.status(), 400, "{why}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["category"], "VALIDATION_ERROR", "{why}");
+    }
+    let ok = json!({"filterGroups": (0..5).map(|_| group(3)).collect::<Vec<_>>()});
+    assert_eq!(search(ok).await.unwrap().status(), 200, "five groups, fifteen filters");
+}
+
+#[tokio::test]
+async fn emails_need_their_own_scope_and_are_left_out_without_it() {
+    let fake = start(with_emails(interaction_data())).await;
+    fake.deny_scope("emails");
+    let app = app(&fake);
+    let r = interactions(&app, json!([]), json!({"contact_external_id": "10"})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let kinds: HashSet<String> = json_of(&r)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["type"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(kinds, HashSet::from(["ticket".to_string(), "call".into()]));
+    let r = interactions(&app, json!(["email"]), json!({"contact_external_id": "10"})).await;
+    assert_eq!(r.status, 403, "only the refused type was asked for: {}", r.body);
+    assert!(r.body.contains("sales-email-read"), "{}", r.body);
 }
 
 #[tokio::test]
@@ -590,9 +910,14 @@ async fn a_type_outside_the_tokens_scopes_is_left_out_and_the_rest_is_answered()
 async fn one_failing_identifier_leaves_a_partial_answer_from_the_others() {
     let fake = start(interaction_data()).await;
     let app = app(&fake);
-    // Bob's search fails for good; Ann's finds her: the answer is what was found.
+    // The search for Bob fails for good; Ann's id finds her: the answer is what was found.
     fake.fail_bodies_with("bob@example.com", hubspot_error(500, "INTERNAL_ERROR", "boom"));
-    let r = interactions(&app, json!([]), json!({"contact_emails": ["ann@example.com", "bob@example.com"]})).await;
+    let r = interactions(
+        &app,
+        json!([]),
+        json!({"contact_external_id": "10", "contact_emails": ["bob@example.com"]}),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(json_of(&r).as_array().unwrap().len(), 3, "{}", r.body);
     // Only Bob: nothing found and a failure is an error, not an empty answer.
@@ -619,6 +944,226 @@ async fn a_non_numeric_external_id_sends_no_request() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(json_of(&r), json!([]));
     assert!(fake.requests().is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Agents (`POST /agents`): the account's owners
+
+async fn agents(app: &App, auth: Value) -> ApiResponse {
+    app.agents(json!({ "auth": auth }).to_string().as_bytes(), &Unlimited).await
+}
+
+fn error_of(r: &ApiResponse) -> (String, String) {
+    let v = json_of(r);
+    (
+        v["error"]["code"].as_str().unwrap_or_default().to_string(),
+        v["error"]["message"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+/// 230 live people (three pages of 100), plus what is not an agent: archived owners, a queue and an owner
+/// without an email. Returns the data and the expected agent ids, in id order.
+fn account_with_owners() -> (FakeData, Vec<String>) {
+    let mut d = data_of(vec![]);
+    let mut expected = Vec::new();
+    for n in 0..230u64 {
+        let id = 41_000_000 + n * 7;
+        d.owners.insert(
+            id,
+            FakeOwner::person(id, &format!("Agent{n}"), "Example", &format!("agent{n}@acme.test")),
+        );
+        expected.push(id.to_string());
+    }
+    let mut archived = FakeOwner::person(41_000_003, "Gone", "Away", "gone@acme.test");
+    archived.archived = true;
+    let mut queue = FakeOwner::person(41_000_004, "Support", "Queue", "queue@acme.test");
+    queue.kind = "QUEUE".into();
+    let mut no_email = FakeOwner::person(41_000_005, "No", "Email", "");
+    no_email.email = None;
+    for o in [archived, queue, no_email] {
+        d.owners.insert(o.id, o);
+    }
+    (d, expected)
+}
+
+#[tokio::test]
+async fn every_live_owner_is_an_agent_read_across_the_owners_pages() {
+    let (d, expected) = account_with_owners();
+    let fake = start(d).await;
+    let app = app(&fake);
+    let r = agents(&app, auth_json()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let listed = json_of(&r)["agents"].as_array().cloned().unwrap();
+    let ids: Vec<String> = listed.iter().map(|a| a["id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(ids, expected, "every live person once, nobody else");
+    assert_eq!(
+        listed[0],
+        json!({"id": "41000000", "name": "Agent0 Example", "email": "agent0@acme.test"})
+    );
+    let sent = fake.requests_to("/crm/v3/owners");
+    assert_eq!(
+        sent.len(),
+        3,
+        "232 live owners (the queue and the one without email included) take three pages of 100: {sent:?}"
+    );
+    let param = |q: &str, name: &str| {
+        q.split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_string())
+    };
+    for req in &sent {
+        assert_eq!(req.method, "GET");
+        assert_eq!(param(&req.query, "limit").as_deref(), Some("100"));
+        assert_eq!(param(&req.query, "archived").as_deref(), Some("false"));
+    }
+    assert_eq!(param(&sent[0].query, "after"), None);
+    let (second, third) = (param(&sent[1].query, "after"), param(&sent[2].query, "after"));
+    assert!(second.is_some() && third.is_some() && second != third, "{sent:?}");
+    assert!(second.unwrap().ends_with("%3D%3D"), "the cursor is percent-encoded");
+}
+
+#[tokio::test]
+async fn agents_without_the_owners_scope_are_a_403_naming_the_scope() {
+    let (d, _) = account_with_owners();
+    let fake = start(d).await;
+    fake.deny_scope("owners");
+    let app = app(&fake);
+    let r = agents(&app, auth_json()).await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    let (code, message) = error_of(&r);
+    assert_eq!(code, "upstream_forbidden");
+    assert!(message.contains("crm.objects.owners.read"), "{message}");
+    assert!(!r.body.contains("agents\""), "no list at all");
+}
+
+#[tokio::test]
+async fn agents_with_a_wrong_token_are_a_401() {
+    let (d, _) = account_with_owners();
+    let fake = start(d).await;
+    let app = app(&fake);
+    let r = agents(&app, json!({"access_token": "pat-na1-WRONG-SECRET"})).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert_eq!(error_of(&r).0, "upstream_unauthorized");
+    assert!(!r.body.contains("WRONG-SECRET"));
+}
+
+#[tokio::test]
+async fn an_owners_page_failing_after_the_first_or_a_list_over_the_byte_cap_is_an_error_never_a_shorter_list() {
+    let (d, _) = account_with_owners();
+    let fake = start(d).await;
+    let app = app(&fake);
+    fake.fail_next_on("/crm/v3/owners", 1, Fault::Delay(Duration::ZERO));
+    fake.fail_next_on("/crm/v3/owners", 1, hubspot_error(500, "INTERNAL_ERROR", "boom"));
+    let r = agents(&app, auth_json()).await;
+    assert_eq!(r.status, 502, "{}", r.body);
+    assert_eq!(error_of(&r).0, "upstream_error");
+    assert_eq!(fake.requests_to("/crm/v3/owners").len(), 2);
+    let capped = fake_hubspot::app_on(&fake, &[("BRIDGE_MAX_RESPONSE_BYTES", "10000")]);
+    let r = agents(&capped, auth_json()).await;
+    assert_eq!(r.status, 502, "{}", r.body);
+    let (code, message) = error_of(&r);
+    assert_eq!(code, "agents_too_large");
+    assert!(message.contains("BRIDGE_MAX_RESPONSE_BYTES"), "{message}");
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Authorization validation (`POST /auth/validate`): the account details, then a one-result contact search
+
+async fn validate(app: &App, auth: Value) -> ApiResponse {
+    app.validate(json!({ "auth": auth }).to_string().as_bytes(), &Unlimited).await
+}
+
+#[tokio::test]
+async fn a_valid_token_validates_with_204_after_the_account_details_and_one_contact_search() {
+    let fake = start(data_of(vec![contact(1, ms(now()) - 3_600_000)])).await;
+    let app = app(&fake);
+    let r = validate(&app, auth_json()).await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert!(r.body.is_empty());
+    let sent = fake.requests();
+    let paths: Vec<&str> = sent.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(paths, vec!["/account-info/v3/details", "/crm/v3/objects/contacts/search"]);
+    assert_eq!(sent[1].body["limit"], 1);
+    assert!(sent
+        .iter()
+        .all(|r| r.authorization.as_deref() == Some(format!("Bearer {ACCESS_TOKEN}").as_str())));
+    // Without portal_id too.
+    assert_eq!(validate(&app, json!({"access_token": ACCESS_TOKEN})).await.status, 204);
+}
+
+#[tokio::test]
+async fn a_wrong_token_is_a_401_saying_hubspot_rejected_the_credentials() {
+    let fake = start(data_of(vec![])).await;
+    let app = app(&fake);
+    let r = validate(&app, json!({"access_token": "pat-na1-WRONG-SECRET"})).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    let (code, message) = error_of(&r);
+    assert_eq!(code, "upstream_unauthorized");
+    assert!(message.contains("HubSpot rejected the credentials"), "{message}");
+    assert!(
+        !r.body.contains("WRONG-SECRET") && !r.body.contains("Authentication credentials"),
+        "{}",
+        r.body
+    );
+    assert_eq!(r.header("retry-after"), None);
+    // A malformed token or a portal that is not the token's account: 401 naming the field.
+    let r = validate(&app, json!({"access_token": "has spaces in it"})).await;
+    assert_eq!((r.status, error_of(&r).0.as_str()), (401, "invalid_auth"), "{}", r.body);
+    assert!(error_of(&r).1.contains("access_token"));
+    fake.clear_requests();
+    let r = validate(&app, json!({"access_token": ACCESS_TOKEN, "portal_id": "999"})).await;
+    assert_eq!((r.status, error_of(&r).0.as_str()), (401, "invalid_auth"), "{}", r.body);
+    assert!(error_of(&r).1.contains("portal_id"));
+    assert!(fake.requests_to("/crm").is_empty(), "no search for another account");
+}
+
+#[tokio::test]
+async fn a_token_without_the_contacts_scope_is_a_401_naming_the_scope() {
+    let fake = start(data_of(vec![contact(1, ms(now()) - 3_600_000)])).await;
+    fake.deny_scope("contacts");
+    let app = app(&fake);
+    let r = validate(&app, auth_json()).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    let (code, message) = error_of(&r);
+    assert_eq!(code, "upstream_forbidden");
+    assert!(message.contains("crm.objects.contacts.read"), "{message}");
+    assert!(!r.body.contains("correlationId"), "HubSpot's body is not echoed: {}", r.body);
+}
+
+#[tokio::test]
+async fn hubspot_down_during_validation_is_a_503_or_504_never_a_401() {
+    let fake = start(data_of(vec![])).await;
+    let app = app(&fake);
+    for status in [502, 503, 504] {
+        fake.fail_next_on("/account-info", 1, hubspot_error(status, "INTERNAL_ERROR", "down"));
+        let r = validate(&app, json!({"access_token": ACCESS_TOKEN})).await;
+        assert_eq!(
+            (r.status, error_of(&r).0.as_str()),
+            (503, "upstream_unavailable"),
+            "{status}: {}",
+            r.body
+        );
+        assert!(r.header("retry-after").is_some());
+    }
+    fake.fail_next_on("/account-info", 1, hubspot_error(500, "INTERNAL_ERROR", "secret detail"));
+    let r = validate(&app, json!({"access_token": ACCESS_TOKEN})).await;
+    assert_eq!((r.status, error_of(&r).0.as_str()), (502, "upstream_error"), "{}", r.body);
+    assert!(!r.body.contains("secret detail"));
+    // Nothing listening: connection refused.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let config = bridge_tests::config(
+        &fake_hubspot::app_pairs(&format!("http://{closed}"))
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect::<Vec<_>>(),
+    );
+    let down = App::new(config.clone(), bridge::connectors::build(&config).unwrap()).unwrap();
+    let r = validate(&down, auth_json()).await;
+    assert_eq!((r.status, error_of(&r).0.as_str()), (503, "upstream_unavailable"), "{}", r.body);
 }
 
 // ---------------------------------------------------------------------------------------------------

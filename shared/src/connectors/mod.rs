@@ -139,6 +139,16 @@ pub struct LookupCosts {
     pub identifiers: usize,
     /// One [`Connector::interactions_of`] for the lookup's interaction limit.
     pub fetch: usize,
+    /// The most requests one [`Connector::interactions_of`] has in flight at once (0 is taken as 1: one
+    /// after another). The lookup layer gives such a call as many of its in-flight slots.
+    pub fetch_in_flight: usize,
+}
+
+impl LookupCosts {
+    /// Requests one interactions fetch may have in flight at once: at least one.
+    pub fn fetch_width(&self) -> usize {
+        self.fetch_in_flight.max(1)
+    }
 }
 
 /// Which identifier found something, for metrics.
@@ -284,7 +294,9 @@ pub trait Connector: Send + Sync {
     // The interaction lookup. The lookup layer (`crate::lookup`) owns the rules: deadline, caps,
     // deduplication, concurrency, exact matching of identifiers and partial answers. A connector only says
     // how its system finds and reads one thing. Each call sends its requests one after another (never two at
-    // once), so the lookup layer's bound on calls in flight is a bound on requests in flight.
+    // once), except an interactions fetch, which may have up to [`LookupCosts::fetch_in_flight`] at once:
+    // the lookup layer counts every call by its width, so its bound on calls in flight is a bound on
+    // requests in flight.
 
     /// The person `contact_external_id` names, if it can name one in this system, without any request
     /// (e.g. Zendesk user ids are numbers; anything else names nobody and is never sent).
@@ -301,6 +313,32 @@ pub trait Connector: Send + Sync {
         identifier: &Identifier,
         budget: &dyn crate::sync::Budget,
     ) -> Result<Vec<Candidate>, ConnectorError>;
+
+    /// How the lookup's identifiers are searched: each list is one [`Connector::find_people_batch`] call.
+    /// Every identifier must be in exactly one list (the lookup layer checks, and searches one identifier a
+    /// call otherwise), so there are never more searches than identifiers. The default: one identifier a
+    /// search. A system that can OR several identifiers in one request groups them as its limits allow.
+    fn search_batches(&self, identifiers: &[Identifier]) -> Vec<Vec<Identifier>> {
+        identifiers.iter().map(|i| vec![i.clone()]).collect()
+    }
+
+    /// The live people whose email or phone may be one of `identifiers` (one list of
+    /// [`Connector::search_batches`]), listed under each identifier they may match; a candidate may be
+    /// listed under several (the lookup layer keeps only exact matches, per identifier). One search: a
+    /// failure fails the whole list. The default calls [`Connector::find_people`] for each identifier, one
+    /// after another.
+    async fn find_people_batch(
+        &self,
+        auth: &Auth,
+        identifiers: &[Identifier],
+        budget: &dyn crate::sync::Budget,
+    ) -> Result<Vec<(Identifier, Vec<Candidate>)>, ConnectorError> {
+        let mut out = Vec::with_capacity(identifiers.len());
+        for identifier in identifiers {
+            out.push((identifier.clone(), self.find_people(auth, identifier, budget).await?));
+        }
+        Ok(out)
+    }
 
     /// Every email and phone of `person` (a candidate a search showed incompletely), as a complete
     /// [`Candidate`]; empty when the person does not exist.

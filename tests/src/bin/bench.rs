@@ -1367,10 +1367,13 @@ async fn hubspot(a: &Args, r: &mut Report, rss: &mut Vec<(String, u64)>) {
         seed: 9,
         latest_ms: (chrono::Utc::now().timestamp() - 7_200) * 1000,
     });
-    let (target, email) = pop
+    let (target, email, phone) = pop
         .live()
-        .find(|c| pop.ticket_links.contains_key(&c.id) && pop.call_links.contains_key(&c.id))
-        .map(|c| (c.id, c.props.get("email").cloned().unwrap_or_default()))
+        .find(|c| pop.ticket_links.contains_key(&c.id) && pop.call_links.contains_key(&c.id) && c.props.contains_key("phone"))
+        .map(|c| {
+            let prop = |p: &str| c.props.get(p).cloned().unwrap_or_default();
+            (c.id, prop("email"), prop("phone"))
+        })
         .unwrap_or_default();
     let fake = match FakeHubSpot::start(pop).await {
         Ok(f) => f,
@@ -1398,6 +1401,14 @@ async fn hubspot(a: &Args, r: &mut Report, rss: &mut Vec<(String, u64)>) {
         ),
         ("by external id", body(json!({"contact_external_id": target.to_string()})), reps),
         ("by email", body(json!({"contact_emails": [email]})), reps),
+        (
+            "by 3 emails and 2 phones (two searches at once)",
+            body(json!({
+                "contact_emails": ["nobody@example.com", email, "someone@example.org"],
+                "contact_phones": [phone, "+1 212 555 0199"]
+            })),
+            reps,
+        ),
     ];
     r.line(format!(
         "Screen-pops through the real `interactions` binary, {:.0} ms upstream latency, tickets and calls (median of the repetitions).",

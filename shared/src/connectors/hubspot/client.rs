@@ -47,6 +47,7 @@ pub(crate) enum Op {
     Associations,
     BatchRead,
     Pipelines,
+    Owners,
 }
 
 impl Op {
@@ -54,11 +55,12 @@ impl Op {
         match self {
             Op::AccountInfo => "reading the account details",
             Op::ContactSearch => "searching contacts by modification date",
-            Op::PersonSearch => "searching a contact by email or phone",
+            Op::PersonSearch => "searching contacts by email or phone",
             Op::ContactRead => "reading a contact",
             Op::Associations => "reading a contact's associations",
-            Op::BatchRead => "reading tickets or calls",
+            Op::BatchRead => "reading tickets, calls or emails",
             Op::Pipelines => "reading the ticket pipelines",
+            Op::Owners => "listing the owners",
         }
     }
 
@@ -71,13 +73,17 @@ impl Op {
             Op::Associations => "associations",
             Op::BatchRead => "batch_read",
             Op::Pipelines => "pipelines",
+            Op::Owners => "owners",
         }
     }
 
     fn scope(self) -> &'static str {
         match self {
             Op::AccountInfo | Op::ContactSearch | Op::PersonSearch | Op::ContactRead => "crm.objects.contacts.read",
-            Op::Associations | Op::BatchRead | Op::Pipelines => "tickets (and crm.objects.contacts.read for calls)",
+            Op::Owners => "crm.objects.owners.read",
+            Op::Associations | Op::BatchRead | Op::Pipelines => {
+                "tickets (crm.objects.contacts.read for calls, sales-email-read for emails)"
+            }
         }
     }
 }

@@ -35,8 +35,19 @@
 //! | `hs_call_status`: `QUEUED`, `CALLING_CRM_USER`, `CONNECTING`, `RINGING` / `IN_PROGRESS` / anything else (`COMPLETED`, `BUSY`, `NO_ANSWER`, `FAILED`, `CANCELED`, `MISSED`) | `status`: new / open / closed |
 //! | `https://{uiDomain}/contacts/{portalId}/record/0-48/{id}` | `url` |
 //!
+//! | HubSpot email (engagement) | Talkdesk interaction |
+//! |---|---|
+//! | `id` | `id` |
+//! | `hs_email_subject` (else `Email #{id}`) | `subject` |
+//! | `hs_email_text` (tags removed, at most 500 characters) | `description` |
+//! | `hs_timestamp`, else `hs_lastmodifieddate` | `date` |
+//! | — | `priority`: none |
+//! | `hs_email_status`: `SCHEDULED`, `SENDING` / anything else (`SENT`, `BOUNCED`, `FAILED`) | `status`: new / closed |
+//! | `https://{uiDomain}/contacts/{portalId}/record/0-49/{id}` | `url` |
+//!
 //! The record URL pattern (`/contacts/{portalId}/record/{objectTypeId}/{id}`) is the one HubSpot's UI uses;
-//! HubSpot does not document it (UNVERIFIED). The call object type id `0-48` is HubSpot's documented id.
+//! HubSpot does not document it (UNVERIFIED). The call and email object type ids `0-48` and `0-49` are
+//! HubSpot's documented ids.
 
 use std::collections::HashMap;
 
@@ -85,6 +96,17 @@ pub const CALL_PROPERTIES: &[&str] = &[
     "hs_call_title",
     "hs_call_body",
     "hs_call_status",
+    "hs_timestamp",
+    "hs_lastmodifieddate",
+];
+/// Email engagement properties ("Activities | Email": `hs_email_subject`, `hs_email_text`, `hs_email_status`
+/// BOUNCED / FAILED / SCHEDULED / SENDING / SENT, `hs_timestamp`). The HTML body is not read (it can be
+/// large; the text body says the same).
+pub const EMAIL_PROPERTIES: &[&str] = &[
+    "hs_email_subject",
+    "hs_email_text",
+    "hs_email_status",
+    "hs_email_direction",
     "hs_timestamp",
     "hs_lastmodifieddate",
 ];
@@ -373,22 +395,49 @@ pub fn tie_search(at_ms: i64, after_id: Option<u64>, limit: usize, photo: Option
     })
 }
 
-/// The search for people by one email (the primary `email`, or one of `hs_additional_emails`) or one phone
-/// (HubSpot's calculated search properties hold a phone's national number, without the country code):
-/// two filter groups, OR-ed.
-pub fn person_search(email: Option<&str>, phone_digits: Option<&str>, photo: Option<&str>) -> Option<Value> {
-    let groups: Vec<Value> = match (email, phone_digits) {
-        (Some(e), _) => vec![
-            json!({"filters": [filter("email", "EQ", e)]}),
-            json!({"filters": [filter("hs_additional_emails", "CONTAINS_TOKEN", e)]}),
-        ],
-        (None, Some(d)) => vec![
-            json!({"filters": [filter("hs_searchable_calculated_phone_number", "EQ", d)]}),
-            json!({"filters": [filter("hs_searchable_calculated_mobile_number", "EQ", d)]}),
-        ],
-        (None, None) => return None,
-    };
-    Some(json!({"filterGroups": groups, "properties": properties(photo), "limit": 10}))
+fn filter_in(property: &str, values: &[String]) -> Value {
+    json!({"propertyName": property, "operator": "IN", "values": values})
+}
+
+/// Contacts one search answers per identifier it holds (the old one-identifier search's page).
+pub const RESULTS_PER_IDENTIFIER: usize = 10;
+
+/// Filter groups [`people_search`] sends for `emails` emails and phones holding any national number: for
+/// the emails one `email IN` group and one `hs_additional_emails EQ` group each, for the phones two `IN`
+/// groups; one filter a group.
+pub const fn people_search_groups(emails: usize, phones: bool) -> usize {
+    let email_groups = if emails > 0 { 1 + emails } else { 0 };
+    email_groups + if phones { 2 } else { 0 }
+}
+
+/// The search for people by several emails and phones at once, filter groups OR-ed, one filter each:
+/// - the primary `email` `IN` the emails (HubSpot: `IN` "is included in the specified values", a property's
+///   value against the list; an email is one value);
+/// - for each email, `hs_additional_emails` `EQ` it. That property holds every secondary address of a
+///   contact, `;`-separated, and `IN` is not documented to look inside such a list (a contact holding two
+///   could be missed); a HubSpot maintainer answers that searching `hs_additional_emails` with `EQ` finds a
+///   contact by its secondary address, which the reporter confirms
+///   (github.com/HubSpot/hubspot-api-nodejs/issues/24);
+/// - HubSpot's calculated phone and mobile search properties `IN` the national numbers (they hold a
+///   phone's national number without the country code).
+///
+/// [`people_search_groups`] groups in all: the caller keeps them within HubSpot's limits. Emails are
+/// lowercase (string `IN` values must be). `None` when there is nothing to search.
+pub fn people_search(emails: &[String], phone_digits: &[String], photo: Option<&str>) -> Option<Value> {
+    let mut groups: Vec<Value> = Vec::with_capacity(people_search_groups(emails.len(), !phone_digits.is_empty()));
+    if !emails.is_empty() {
+        groups.push(json!({"filters": [filter_in("email", emails)]}));
+        groups.extend(emails.iter().map(|e| json!({"filters": [filter("hs_additional_emails", "EQ", e)]})));
+    }
+    if !phone_digits.is_empty() {
+        groups.push(json!({"filters": [filter_in("hs_searchable_calculated_phone_number", phone_digits)]}));
+        groups.push(json!({"filters": [filter_in("hs_searchable_calculated_mobile_number", phone_digits)]}));
+    }
+    if groups.is_empty() {
+        return None;
+    }
+    let limit = (RESULTS_PER_IDENTIFIER * (emails.len() + phone_digits.len())).clamp(RESULTS_PER_IDENTIFIER, 200);
+    Some(json!({"filterGroups": groups, "properties": properties(photo), "limit": limit}))
 }
 
 /// The `hs_additional_emails` value split into addresses (HubSpot separates them with `;`).
@@ -545,6 +594,107 @@ pub fn call(o: &Object, portal: &Portal) -> Option<Interaction> {
     })
 }
 
+pub fn email_status(s: Option<&str>) -> Status {
+    match s.map(str::to_ascii_uppercase).as_deref() {
+        Some("SCHEDULED" | "SENDING") => Status::New,
+        // SENT, BOUNCED, FAILED, or a value HubSpot adds later: an email that went (or will not go) out.
+        _ => Status::Closed,
+    }
+}
+
+/// Maps an email engagement (`None` when it has no date at all).
+pub fn email(o: &Object, portal: &Portal) -> Option<Interaction> {
+    let subject = o
+        .prop("hs_email_subject")
+        .map(|s| crate::connectors::zendesk::mapping::preview(s, 250));
+    Some(Interaction {
+        id: o.id.clone(),
+        subject: subject.filter(|s| !s.is_empty()).unwrap_or_else(|| format!("Email #{}", o.id)),
+        description: preview(&strip_tags(o.prop("hs_email_text").unwrap_or_default())),
+        date: date_of(o, &["hs_timestamp", "hs_lastmodifieddate"])?,
+        url: portal.record_url("0-49", &o.id),
+        kind: "email".into(),
+        priority: Priority::None,
+        status: email_status(o.prop("hs_email_status")),
+    })
+}
+
+/// One owner of `GET /crm/v3/owners` (the fields the bridge uses; `id` is a string in HubSpot's spec).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Owner {
+    pub id: Value,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub first_name: Option<String>,
+    #[serde(default)]
+    pub last_name: Option<String>,
+    /// `PERSON` or `QUEUE`.
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub archived: bool,
+}
+
+/// One page of `GET /crm/v3/owners`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct OwnersPage {
+    pub results: Vec<Owner>,
+    #[serde(default)]
+    pub paging: Option<Paging>,
+}
+
+/// Why an owner is not a Talkdesk agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotAnAgent {
+    Archived,
+    Queue,
+    NoEmail,
+    NoId,
+}
+
+impl NotAnAgent {
+    pub fn reason(self) -> &'static str {
+        match self {
+            NotAnAgent::Archived => "archived owner",
+            NotAnAgent::Queue => "queue, not a person",
+            NotAnAgent::NoEmail => "owner without email",
+            NotAnAgent::NoId => "owner without an id",
+        }
+    }
+}
+
+/// An owner as a Talkdesk agent: the owner id (what `hubspot_owner_id` holds), `firstName lastName` (else
+/// the email), the email. Archived owners, queues and owners without an email are not agents.
+pub fn agent(o: &Owner) -> Result<crate::talkdesk::Agent, NotAnAgent> {
+    if o.archived {
+        return Err(NotAnAgent::Archived);
+    }
+    if o.kind.as_deref().is_some_and(|k| k.eq_ignore_ascii_case("QUEUE")) {
+        return Err(NotAnAgent::Queue);
+    }
+    let id = id_text(&o.id).ok_or(NotAnAgent::NoId)?;
+    let email = o
+        .email
+        .as_deref()
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .ok_or(NotAnAgent::NoEmail)?;
+    let name = [o.first_name.as_deref(), o.last_name.as_deref()]
+        .into_iter()
+        .flatten()
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    Ok(crate::talkdesk::Agent {
+        id,
+        name: if name.is_empty() { email.to_string() } else { name },
+        email: email.to_string(),
+    })
+}
+
 /// Which limit a 429 says was hit (`policyName` in HubSpot's body).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Policy {
@@ -664,13 +814,83 @@ mod tests {
     }
 
     #[test]
-    fn a_person_search_ors_the_primary_and_additional_emails_or_both_phone_properties() {
-        let e = person_search(Some("ada@example.com"), None, None).unwrap();
-        assert_eq!(e["filterGroups"].as_array().unwrap().len(), 2);
-        assert_eq!(e["filterGroups"][1]["filters"][0]["propertyName"], "hs_additional_emails");
-        let p = person_search(None, Some("4155550100"), None).unwrap();
-        assert_eq!(p["filterGroups"][0]["filters"][0]["value"], "4155550100");
-        assert!(person_search(None, None, None).is_none());
+    fn a_people_search_ors_email_in_one_secondary_email_eq_per_email_and_the_phone_properties() {
+        let emails = vec!["ada@example.com".to_string(), "bob@example.com".into()];
+        let digits = vec!["4155550100".to_string()];
+        let b = people_search(&emails, &digits, None).unwrap();
+        let groups = b["filterGroups"].as_array().unwrap();
+        assert_eq!(groups.len(), 5);
+        assert_eq!(groups.len(), people_search_groups(2, true));
+        assert!(groups.iter().all(|g| g["filters"].as_array().unwrap().len() == 1));
+        assert_eq!(
+            groups[0]["filters"][0],
+            json!({"propertyName": "email", "operator": "IN", "values": ["ada@example.com", "bob@example.com"]})
+        );
+        assert_eq!(
+            groups[1]["filters"][0],
+            json!({"propertyName": "hs_additional_emails", "operator": "EQ", "value": "ada@example.com"})
+        );
+        assert_eq!(
+            groups[2]["filters"][0],
+            json!({"propertyName": "hs_additional_emails", "operator": "EQ", "value": "bob@example.com"})
+        );
+        assert_eq!(groups[3]["filters"][0]["propertyName"], "hs_searchable_calculated_phone_number");
+        assert_eq!(groups[3]["filters"][0]["values"], json!(["4155550100"]));
+        assert_eq!(groups[4]["filters"][0]["propertyName"], "hs_searchable_calculated_mobile_number");
+        assert_eq!(b["limit"], 30);
+        assert_eq!(
+            people_search(&[], &digits, None).unwrap()["filterGroups"].as_array().unwrap().len(),
+            people_search_groups(0, true)
+        );
+        assert_eq!(people_search_groups(0, true), 2);
+        assert!(people_search(&[], &[], None).is_none());
+    }
+
+    #[test]
+    fn owners_become_agents_unless_archived_queues_or_without_email() {
+        let owner = |v: Value| serde_json::from_value::<Owner>(v).unwrap();
+        let a = agent(&owner(
+            json!({"id": "41629779", "email": "ann@acme.test", "type": "PERSON", "firstName": "Ann",
+            "lastName": "Lee", "userId": 9586504, "createdAt": "2019-12-25T13:01:35.228Z", "archived": false}),
+        ))
+        .unwrap();
+        assert_eq!(
+            (a.id.as_str(), a.name.as_str(), a.email.as_str()),
+            ("41629779", "Ann Lee", "ann@acme.test")
+        );
+        let unnamed = agent(&owner(json!({"id": "7", "email": "x@acme.test", "archived": false}))).unwrap();
+        assert_eq!(unnamed.name, "x@acme.test");
+        assert_eq!(
+            agent(&owner(
+                json!({"id": "8", "email": "q@acme.test", "type": "QUEUE", "archived": false})
+            )),
+            Err(NotAnAgent::Queue)
+        );
+        assert_eq!(
+            agent(&owner(json!({"id": "9", "email": "a@acme.test", "archived": true}))),
+            Err(NotAnAgent::Archived)
+        );
+        assert_eq!(agent(&owner(json!({"id": "10", "archived": false}))), Err(NotAnAgent::NoEmail));
+    }
+
+    #[test]
+    fn emails_map_subject_text_status_and_link() {
+        let o = object(
+            "77",
+            json!({"hs_email_subject": "Your renewal", "hs_email_text": "Hi <b>Ada</b>", "hs_email_status": "SENT",
+                   "hs_timestamp": "2026-11-29T09:00:00Z"}),
+        );
+        let e = email(&o, &portal()).unwrap();
+        assert_eq!((e.kind.as_str(), e.status, e.priority), ("email", Status::Closed, Priority::None));
+        assert_eq!((e.subject.as_str(), e.description.as_str()), ("Your renewal", "Hi Ada"));
+        assert_eq!(e.url, "https://app-eu1.hubspot.com/contacts/2519445/record/0-49/77");
+        assert_eq!(email_status(Some("SCHEDULED")), Status::New);
+        assert_eq!(
+            email(&object("78", json!({"hs_timestamp": "2026-11-29T09:00:00Z"})), &portal())
+                .unwrap()
+                .subject,
+            "Email #78"
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! HubSpot CRM: contacts from the CRM search endpoint ordered by modification date, interactions (tickets
-//! and calls) from a contact's associations.
+//! HubSpot CRM: contacts from the CRM search endpoint ordered by modification date, interactions (tickets,
+//! calls and emails) from a contact's associations.
 //!
 //! - [`credentials`]: the `auth` fields (`access_token`, optional `portal_id`), checked before any request.
 //! - [`settings`]: `HUBSPOT_*` deployment settings.
@@ -28,16 +28,38 @@
 //! with the merged emails in `hs_additional_emails`; the secondary's id is no longer synced (Talkdesk's
 //! protocol has no deletions) and a lookup by its email finds the primary.
 //!
-//! **Interaction lookup** (scheduled by `crate::lookup`): a contact's id is its external id (digits, no
-//! request); an email or phone is one search OR-ing two filter groups (email: `email EQ` or
-//! `hs_additional_emails CONTAINS_TOKEN`; phone: HubSpot's calculated phone and mobile search properties, by
-//! national number), whose candidates show every email and phone (complete). Interactions are one v4
-//! association batch read per type (`contacts` → `tickets`, `calls`), then one object batch read per type
-//! for the newest [`MAX_PER_TYPE`] ids, never one request per object; ticket status comes from the pipeline
-//! stages' `ticketState`, read once per token and cached for [`CACHE_TTL`]. A type the token's scopes do
-//! not allow (403) is left out, logged; only when every asked type is refused is the lookup refused. The
-//! account's portal id, UI host and time zone come from `GET /account-info/v3/details`, read once per token
-//! and cached for [`CACHE_TTL`] (for record URLs and the daily limit's reset).
+//! **Interaction lookup** (scheduled by `crate::lookup`), in as few round trips as HubSpot allows:
+//!
+//! 1. *Search* (only for emails and phones): `POST /crm/v3/objects/contacts/search`, OR-ing filter groups
+//!    of one filter each ([`mapping::people_search`]): `email IN` the emails, one `hs_additional_emails EQ`
+//!    group per email (the form a HubSpot maintainer confirms for secondary addresses; that property holds
+//!    a `;`-separated list, and `IN` is not documented to look inside one), and HubSpot's calculated phone
+//!    and mobile search properties `IN` the national numbers. HubSpot allows 5 filter groups, 6 filters a
+//!    group and 18 filters in all ([`MAX_FILTER_GROUPS`] and the others, cited there), so the identifiers
+//!    are packed into as few searches as fit ([`search_units`], the lookup's [`Connector::search_batches`]),
+//!    which the lookup layer sends at once (within its in-flight limit): one round trip. With E emails and
+//!    P phones that is S = ⌈P / 10⌉ + ⌈max(0, E − 2·⌈P / 10⌉) / 4⌉ searches: one for 1 email and 1 phone,
+//!    two for 3 emails and 2 phones, three for the defaults' most (10 emails, 10 phones). Candidates show
+//!    every email and phone (complete), so no identifier read follows. A contact's id (the external id, digits) needs no
+//!    search.
+//! 2. *Associations*, at once for every asked type (`POST /crm/v4/associations/contacts/{tickets|calls|
+//!    emails}/batch/read`), together with the account details and the ticket stages when they are not
+//!    cached.
+//! 3. *Objects*, at once for every type with associations: one batch read per type for the newest
+//!    [`MAX_PER_TYPE`] ids (`POST /crm/v3/objects/{type}/batch/read`), never one request per object.
+//!
+//! So a lookup by id is two round trips, one by emails and phones three; at most [`FETCH_IN_FLIGHT`]
+//! requests of one fetch are in flight at once, which the lookup layer counts. Ticket status comes from the
+//! pipeline stages' `ticketState`, read once per token and cached for [`CACHE_TTL`]. A type the token's
+//! scopes do not allow (403: `tickets`, `crm.objects.contacts.read` for calls, `sales-email-read` for
+//! emails) is left out, logged; only when every asked type is refused is the lookup refused. The account's
+//! portal id, UI host and time zone come from `GET /account-info/v3/details`, read once per token and
+//! cached for [`CACHE_TTL`] (for record URLs and the daily limit's reset).
+//!
+//! Upstream requests of one lookup, retries included (each request may be sent twice after a short 429):
+//! `2·S + 10·2·(2 + 2·T)` with S searches (above; at most three with the defaults) and T asked types (at
+//! most 3): at most **6 + 160 = 166** with the defaults; in practice S searches, then 2·T requests per
+//! person found, plus the account details and the ticket stages once per token.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -46,7 +68,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use serde_json::{json, Value};
 
-use super::{Candidate, Connector, ConnectorError, ContactBatch, ContactQuery, ContactRecord, Identifier, LookupCosts, Order, PersonRef};
+use super::{
+    AgentPage, Candidate, Connector, ConnectorError, ContactBatch, ContactQuery, ContactRecord, Identifier, LookupCosts, Order, PersonRef,
+};
 use crate::config::{Config, ConfigError};
 use crate::sync::position::micros;
 use crate::sync::Budget;
@@ -60,7 +84,7 @@ pub mod settings;
 
 use client::{Call, HubSpotHttp, Op, Patience, SYSTEM};
 pub use credentials::Credentials;
-use mapping::{AccountDetails, AssociationBatch, BatchRead, Object, Pipelines, Portal, SearchPage, StageStates};
+use mapping::{AccountDetails, AssociationBatch, BatchRead, Object, OwnersPage, Pipelines, Portal, SearchPage, StageStates};
 pub use settings::HubSpotConfig;
 
 /// HubSpot's largest search page.
@@ -74,18 +98,119 @@ pub const CACHE_TTL: Duration = Duration::from_secs(3600);
 const CACHE_MAX: usize = 10_000;
 /// Interactions read per type and person: one batch read (HubSpot's batch limit is 100 inputs).
 pub const MAX_PER_TYPE: usize = 100;
+/// Owners asked for per page of `GET /crm/v3/owners`: the endpoint's default (its spec documents no maximum).
+pub const OWNERS_PAGE: usize = 100;
+/// Owner ids logged per reason an owner is not an agent.
+const MAX_LOGGED_IDS: usize = 20;
+
+/// `after` as a query value: HubSpot's cursors are opaque; anything outside the unreserved characters is
+/// percent-encoded.
+fn query_value(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// Requests one lookup call may send for one request: the request and one repeat after a short 429.
 const ATTEMPTS_PER_REQUEST: usize = 2;
 
-const TYPES: &[&str] = &["ticket", "call"];
+const TYPES: &[&str] = &["ticket", "call", "email"];
 
-/// The HubSpot object type and its batch-read properties, for an interaction type.
-fn object_type(kind: &str) -> Option<(&'static str, &'static [&'static str])> {
-    match kind {
-        "ticket" => Some(("tickets", mapping::TICKET_PROPERTIES)),
-        "call" => Some(("calls", mapping::CALL_PROPERTIES)),
-        _ => None,
-    }
+/// Requests one interactions fetch has in flight at once: the account details, the ticket stages and one
+/// association read per type (the object batch reads come after, at most one per type).
+pub const FETCH_IN_FLIGHT: usize = 2 + TYPES.len();
+
+// HubSpot's search limits. "You can include a maximum of five filterGroups with up to 6 filters in each
+// group, with a maximum of 18 filters in total" (Search the CRM, H-SEARCH in external-apis.md §2.2); the
+// Aug-2024 changelog ("Breaking Change: Expanded Filtering Capabilities and Error Messaging in HubSpot's
+// Search API", developers.hubspot.com/changelog) gives 5 groups, 10 filters a group and 25 in all. Five
+// groups either way; the bridge keeps to the stricter numbers, and sends one filter a group (so the group
+// limit is the one that binds: five filters a search).
+/// Filter groups (OR-ed) one search may hold.
+pub const MAX_FILTER_GROUPS: usize = 5;
+/// Filters (AND-ed) one filter group may hold.
+pub const MAX_FILTERS_PER_GROUP: usize = 6;
+/// Filters one search may hold in all.
+pub const MAX_FILTERS: usize = 18;
+/// Values of one `IN` filter. HubSpot's spec types `values` as a list of strings and documents no limit
+/// (UNVERIFIED); ten is the lookup's default cap per kind.
+pub const MAX_IN_VALUES: usize = 10;
+/// Emails a search holds beside its phones: `email IN` and one `hs_additional_emails EQ` each, after the two
+/// phone groups.
+const EMAILS_BESIDE_PHONES: usize = 2;
+/// Emails a search without phones holds.
+const EMAILS_ALONE: usize = 4;
+const _: () = assert!(
+    mapping::people_search_groups(EMAILS_BESIDE_PHONES, true) <= MAX_FILTER_GROUPS
+        && mapping::people_search_groups(EMAILS_BESIDE_PHONES + 1, true) > MAX_FILTER_GROUPS
+        && mapping::people_search_groups(EMAILS_ALONE, false) <= MAX_FILTER_GROUPS
+        && mapping::people_search_groups(EMAILS_ALONE + 1, false) > MAX_FILTER_GROUPS
+        && MAX_FILTER_GROUPS <= MAX_FILTERS
+        && 1 <= MAX_FILTERS_PER_GROUP
+        && EMAILS_ALONE <= MAX_IN_VALUES
+);
+
+/// What an interaction type is in HubSpot.
+#[derive(Debug, Clone, Copy)]
+struct ObjectKind {
+    /// The Talkdesk interaction type.
+    kind: &'static str,
+    /// The CRM object type (in association and batch-read paths).
+    object_type: &'static str,
+    /// Properties a batch read asks for.
+    properties: &'static [&'static str],
+    /// The scope reading it needs.
+    scope: &'static str,
+}
+
+const OBJECT_KINDS: &[ObjectKind] = &[
+    ObjectKind {
+        kind: "ticket",
+        object_type: "tickets",
+        properties: mapping::TICKET_PROPERTIES,
+        scope: "tickets",
+    },
+    ObjectKind {
+        kind: "call",
+        object_type: "calls",
+        properties: mapping::CALL_PROPERTIES,
+        scope: "crm.objects.contacts.read",
+    },
+    ObjectKind {
+        kind: "email",
+        object_type: "emails",
+        properties: mapping::EMAIL_PROPERTIES,
+        scope: "sales-email-read",
+    },
+];
+const _: () = assert!(OBJECT_KINDS.len() == TYPES.len());
+
+fn object_kind(kind: &str) -> Option<ObjectKind> {
+    OBJECT_KINDS.iter().find(|k| k.kind == kind).copied()
+}
+
+/// The lookup's identifiers as searches, as few as HubSpot's filter limits allow (each at most
+/// [`MAX_FILTER_GROUPS`] groups of one filter, see [`mapping::people_search_groups`]): the phones in lists of
+/// [`MAX_IN_VALUES`], each with up to `EMAILS_BESIDE_PHONES` (2) emails, then the other emails
+/// `EMAILS_ALONE` (4) a search; each identifier once, in the order given. 3 emails and 2 phones are two
+/// searches, the defaults' most (10 and 10) three, 25 emails and 12 phones eight.
+pub fn search_units(identifiers: &[Identifier]) -> Vec<Vec<Identifier>> {
+    let emails: Vec<Identifier> = identifiers.iter().filter(|i| matches!(i, Identifier::Email(_))).cloned().collect();
+    let phones: Vec<Identifier> = identifiers.iter().filter(|i| matches!(i, Identifier::Phone(_))).cloned().collect();
+    let mut emails = emails.into_iter();
+    let mut out: Vec<Vec<Identifier>> = phones
+        .chunks(MAX_IN_VALUES)
+        .map(|chunk| chunk.iter().cloned().chain(emails.by_ref().take(EMAILS_BESIDE_PHONES)).collect())
+        .collect();
+    let rest: Vec<Identifier> = emails.collect();
+    out.extend(rest.chunks(EMAILS_ALONE).map(<[Identifier]>::to_vec));
+    out
 }
 
 struct Cached<T> {
@@ -117,7 +242,8 @@ pub fn integration(_config: &Config) -> Integration {
     Integration {
         name: "talkdesk-bridge-hubspot".into(),
         display_name: "HubSpot CRM".into(),
-        description: "HubSpot contacts as Talkdesk contacts, and a caller's HubSpot tickets and calls on the agent's screen.".into(),
+        description: "HubSpot contacts as Talkdesk contacts, and a caller's HubSpot tickets, calls and emails on the agent's screen."
+            .into(),
         auth_fields: vec![
             AuthField {
                 name: "access_token",
@@ -244,16 +370,15 @@ impl HubSpot {
         Ok(states)
     }
 
-    /// The newest associated objects of one type (at most [`MAX_PER_TYPE`]), read in one batch.
-    async fn associated(
+    /// The ids of the newest associated objects of one type (at most [`MAX_PER_TYPE`] and `limit`).
+    async fn associated_ids(
         &self,
         creds: &Credentials,
         contact_id: u64,
         object_type: &str,
-        properties: &[&str],
         limit: usize,
         budget: &dyn Budget,
-    ) -> Result<Vec<Object>, ConnectorError> {
+    ) -> Result<Vec<String>, ConnectorError> {
         let path = format!("/crm/v4/associations/contacts/{object_type}/batch/read");
         let body = json!({"inputs": [{"id": contact_id.to_string()}]});
         let (found, _) = self
@@ -267,6 +392,18 @@ impl HubSpot {
             );
         }
         ids.truncate(limit.clamp(1, MAX_PER_TYPE));
+        Ok(ids)
+    }
+
+    /// Objects of one type by id, in one batch read; archived ones are left out.
+    async fn objects(
+        &self,
+        creds: &Credentials,
+        object_type: &str,
+        properties: &[&str],
+        ids: &[String],
+        budget: &dyn Budget,
+    ) -> Result<Vec<Object>, ConnectorError> {
         if ids.is_empty() {
             return Ok(vec![]);
         }
@@ -384,11 +521,12 @@ impl Connector for HubSpot {
 
     fn lookup_costs(&self, _limit: usize) -> LookupCosts {
         // A fetch: the account details and the ticket stages (each when not cached), then per type one
-        // association read and one batch read.
+        // association read and one batch read; the first three kinds at once, then the batch reads.
         LookupCosts {
             search: ATTEMPTS_PER_REQUEST,
             identifiers: ATTEMPTS_PER_REQUEST,
             fetch: ATTEMPTS_PER_REQUEST * (2 + 2 * TYPES.len()),
+            fetch_in_flight: FETCH_IN_FLIGHT,
         }
     }
 
@@ -415,16 +553,40 @@ impl Connector for HubSpot {
         Ok(())
     }
 
+    fn search_batches(&self, identifiers: &[Identifier]) -> Vec<Vec<Identifier>> {
+        search_units(identifiers)
+    }
+
     async fn find_people(&self, auth: &Auth, identifier: &Identifier, budget: &dyn Budget) -> Result<Vec<Candidate>, ConnectorError> {
+        let found = self.find_people_batch(auth, std::slice::from_ref(identifier), budget).await?;
+        Ok(found.into_iter().flat_map(|(_, c)| c).collect())
+    }
+
+    /// One search for every email and phone of `identifiers` (a list [`search_units`] made, so within
+    /// HubSpot's filter limits; the lookup layer sends a lookup's searches at once). Every candidate is listed under every identifier: each shows all its emails
+    /// and phones, and the lookup layer keeps the exact matches.
+    async fn find_people_batch(
+        &self,
+        auth: &Auth,
+        identifiers: &[Identifier],
+        budget: &dyn Budget,
+    ) -> Result<Vec<(Identifier, Vec<Candidate>)>, ConnectorError> {
         let creds = Credentials::from_auth(auth)?;
-        let body = match identifier {
-            Identifier::Email(e) => mapping::person_search(Some(e.as_str()), None, None),
-            Identifier::Phone(p) => match crate::phone::national_number(p) {
-                Some(digits) => mapping::person_search(None, Some(digits.as_str()), None),
-                None => return Ok(vec![]),
-            },
+        let mut emails: Vec<String> = Vec::new();
+        let mut digits: Vec<String> = Vec::new();
+        for identifier in identifiers {
+            match identifier {
+                Identifier::Email(e) => emails.push(e.to_lowercase()),
+                // A phone without a national number cannot be searched: it finds nobody.
+                Identifier::Phone(p) => digits.extend(crate::phone::national_number(p)),
+            }
+        }
+        emails.dedup();
+        digits.sort_unstable();
+        digits.dedup();
+        let Some(body) = mapping::people_search(&emails, &digits, None) else {
+            return Ok(identifiers.iter().map(|i| (i.clone(), vec![])).collect());
         };
-        let Some(body) = body else { return Ok(vec![]) };
         let (page, _) = self
             .send::<SearchPage>(
                 &creds,
@@ -433,9 +595,19 @@ impl Connector for HubSpot {
                 Patience::Brief(budget),
             )
             .await?;
-        Ok(page
-            .map(|p| p.results)
-            .unwrap_or_default()
+        let page = page.unwrap_or(SearchPage {
+            total: None,
+            results: vec![],
+            paging: None,
+        });
+        if page.has_more() {
+            tracing::info!(
+                identifiers = identifiers.len(),
+                "more contacts match the lookup's identifiers than one search answers; the first page is used"
+            );
+        }
+        let candidates: Vec<Candidate> = page
+            .results
             .iter()
             .filter(|o| !o.archived)
             .map(|o| Candidate {
@@ -444,7 +616,8 @@ impl Connector for HubSpot {
                 phones: mapping::phones_of(o),
                 complete: true,
             })
-            .collect())
+            .collect();
+        Ok(identifiers.iter().map(|i| (i.clone(), candidates.clone())).collect())
     }
 
     async fn identifiers_of(&self, auth: &Auth, person: &PersonRef, budget: &dyn Budget) -> Result<Candidate, ConnectorError> {
@@ -468,6 +641,51 @@ impl Connector for HubSpot {
         Ok(candidate)
     }
 
+    /// One page of the account's owners (`GET /crm/v3/owners`, scope `crm.objects.owners.read`): live ones
+    /// (`archived=false`, the default, said anyway), [`OWNERS_PAGE`] a page, `after` from the previous
+    /// page's `paging.next.after`. Queues and owners without an email are skipped (logged with their ids).
+    async fn agents(&self, auth: &Auth, cursor: Option<&str>, budget: &dyn Budget) -> Result<AgentPage, ConnectorError> {
+        let creds = Credentials::from_auth(auth)?;
+        let mut path = format!("/crm/v3/owners?limit={OWNERS_PAGE}&archived=false");
+        if let Some(after) = cursor {
+            path.push_str("&after=");
+            path.push_str(&query_value(after));
+        }
+        let (page, _) = self
+            .send::<OwnersPage>(&creds, Call::Get(&path), Op::Owners, Patience::Brief(budget))
+            .await?;
+        let page = page.ok_or_else(|| ConnectorError::BadGateway {
+            message: "HubSpot answered 404 to the owners listing".into(),
+        })?;
+        let mut skipped: HashMap<&'static str, Vec<String>> = HashMap::new();
+        let mut agents = Vec::with_capacity(page.results.len());
+        for owner in &page.results {
+            match mapping::agent(owner) {
+                Ok(a) => agents.push(a),
+                Err(why) => skipped
+                    .entry(why.reason())
+                    .or_default()
+                    .push(mapping::id_text(&owner.id).unwrap_or_default()),
+            }
+        }
+        for (reason, ids) in &skipped {
+            let shown: Vec<&String> = ids.iter().take(MAX_LOGGED_IDS).collect();
+            tracing::info!(reason, count = ids.len(), ids = ?shown, "hubspot owners not listed as agents");
+        }
+        let next_cursor = match page.paging.and_then(|p| p.next) {
+            None => None,
+            Some(next) if next.after.trim().is_empty() => {
+                return Err(ConnectorError::BadGateway {
+                    message: "HubSpot's owners listing says more pages follow but gives an empty `after`".into(),
+                })
+            }
+            Some(next) => Some(next.after),
+        };
+        Ok(AgentPage { agents, next_cursor })
+    }
+
+    /// Two round trips: the account details, the ticket stages (each when not cached) and every asked
+    /// type's associations at once; then every type's batch read at once.
     async fn interactions_of(
         &self,
         auth: &Auth,
@@ -480,36 +698,158 @@ impl Connector for HubSpot {
         let Some(contact_id) = mapping::object_id(&person.0) else {
             return Ok(None);
         };
-        let portal = self.portal(&creds, budget).await?;
+        let kinds: Vec<ObjectKind> = types.iter().filter_map(|k| object_kind(k)).collect();
+        let wants_tickets = kinds.iter().any(|k| k.kind == "ticket");
+        let stages = async {
+            if wants_tickets {
+                self.stage_states(&creds, budget).await.map(Some)
+            } else {
+                Ok(None)
+            }
+        };
+        let associations = futures::future::join_all(
+            kinds
+                .iter()
+                .map(|k| self.associated_ids(&creds, contact_id, k.object_type, limit, budget)),
+        );
+        let (portal, stages, associations) = futures::join!(self.portal(&creds, budget), stages, associations);
+        let portal = portal?;
+
+        // A type the token may not read (403) is left out, logged; the refusal is the answer only when every
+        // asked type was refused.
+        let refused = |what: &str, scope: &str| {
+            tracing::warn!(
+                object_type = what,
+                scope,
+                "the token may not read these interactions; leaving them out"
+            );
+            ConnectorError::Forbidden {
+                message: format!("HubSpot refused to list the contact's {what} (403): the private app needs the {scope} scope"),
+            }
+        };
+        let mut last_refusal: Option<ConnectorError> = None;
+        let mut readable: Vec<(ObjectKind, Vec<String>)> = Vec::new();
+        for (k, ids) in kinds.iter().zip(associations) {
+            match ids {
+                Ok(ids) => readable.push((*k, ids)),
+                Err(ConnectorError::Forbidden { .. }) => last_refusal = Some(refused(k.object_type, k.scope)),
+                Err(e) => return Err(e),
+            }
+        }
+        let reads = futures::future::join_all(
+            readable
+                .iter()
+                .map(|(k, ids)| self.objects(&creds, k.object_type, k.properties, ids, budget)),
+        )
+        .await;
         let mut out = Vec::new();
-        let mut refused: Option<ConnectorError> = None;
         let mut allowed = 0usize;
-        for kind in types {
-            let Some((object_type, properties)) = object_type(kind) else {
-                continue;
-            };
-            let objects = match self.associated(&creds, contact_id, object_type, properties, limit, budget).await {
+        let mut stages = Some(stages);
+        for ((k, _), objects) in readable.iter().zip(reads) {
+            let objects = match objects {
                 Ok(o) => o,
-                Err(e @ ConnectorError::Forbidden { .. }) => {
-                    tracing::warn!(object_type, "the token may not read these interactions; leaving them out");
-                    refused = Some(e);
+                Err(ConnectorError::Forbidden { .. }) => {
+                    last_refusal = Some(refused(k.object_type, k.scope));
                     continue;
                 }
                 Err(e) => return Err(e),
             };
-            allowed += 1;
-            match kind.as_str() {
+            match k.kind {
                 "ticket" if !objects.is_empty() => {
-                    let stages = self.stage_states(&creds, budget).await?;
-                    out.extend(objects.iter().filter_map(|o| mapping::ticket(o, &stages, &portal)));
+                    // The stages matter only when there are tickets to show.
+                    let states = match stages.take().unwrap_or(Ok(None)) {
+                        Ok(s) => s.unwrap_or_default(),
+                        Err(ConnectorError::Forbidden { .. }) => {
+                            last_refusal = Some(refused("ticket pipelines", k.scope));
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    };
+                    out.extend(objects.iter().filter_map(|o| mapping::ticket(o, &states, &portal)));
                 }
                 "call" => out.extend(objects.iter().filter_map(|o| mapping::call(o, &portal))),
+                "email" => out.extend(objects.iter().filter_map(|o| mapping::email(o, &portal))),
                 _ => {}
             }
+            allowed += 1;
         }
-        match refused {
+        match last_refusal {
             Some(e) if allowed == 0 => Err(e),
             _ => Ok(Some(out)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identifiers(emails: usize, phones: usize) -> Vec<Identifier> {
+        (0..emails)
+            .map(|n| Identifier::Email(format!("p{n}@example.com")))
+            .chain((0..phones).map(|n| Identifier::Phone(format!("+1415555{n:04}"))))
+            .collect()
+    }
+
+    /// The filter groups and filters of the search `find_people_batch` sends for `search`.
+    fn sent(search: &[Identifier]) -> Value {
+        let emails: Vec<String> = search
+            .iter()
+            .filter_map(|i| match i {
+                Identifier::Email(e) => Some(e.clone()),
+                Identifier::Phone(_) => None,
+            })
+            .collect();
+        let digits: Vec<String> = search
+            .iter()
+            .filter_map(|i| match i {
+                Identifier::Phone(p) => crate::phone::national_number(p),
+                Identifier::Email(_) => None,
+            })
+            .collect();
+        mapping::people_search(&emails, &digits, None).unwrap()
+    }
+
+    #[test]
+    fn identifiers_are_packed_into_as_few_searches_as_the_filter_limits_allow_each_once() {
+        let sizes = |e, p| search_units(&identifiers(e, p)).iter().map(Vec::len).collect::<Vec<_>>();
+        assert_eq!(sizes(1, 1), vec![2], "one search");
+        assert_eq!(sizes(3, 2), vec![4, 1], "2 phones + 2 emails (5 groups), 1 email (2 groups)");
+        assert_eq!(sizes(4, 0), vec![4], "email IN and four EQ: five groups");
+        assert_eq!(sizes(5, 0), vec![4, 1]);
+        assert_eq!(sizes(10, 10), vec![12, 4, 4], "the defaults' most: three searches");
+        assert_eq!(sizes(0, 11), vec![10, 1]);
+        assert_eq!(sizes(25, 12).len(), 8);
+        assert!(search_units(&[]).is_empty());
+        for (e, p) in [(25, 12), (10, 10), (3, 2), (7, 1), (0, 3), (9, 0)] {
+            let all = identifiers(e, p);
+            let units = search_units(&all);
+            let flat: Vec<Identifier> = units.concat();
+            assert_eq!(flat.len(), all.len());
+            assert!(all.iter().all(|i| flat.contains(i)));
+            // The fewest searches: every phone list needs its own search (two groups), and each search
+            // holds at most 4 emails alone or 2 beside phones.
+            let lists = p.div_ceil(MAX_IN_VALUES);
+            assert_eq!(
+                units.len(),
+                lists + e.saturating_sub(2 * lists).div_ceil(4),
+                "{e} emails, {p} phones"
+            );
+            for search in &units {
+                let body = sent(search);
+                let groups = body["filterGroups"].as_array().unwrap();
+                assert!(groups.len() <= MAX_FILTER_GROUPS, "{body}");
+                assert!(groups
+                    .iter()
+                    .all(|g| g["filters"].as_array().unwrap().len() <= MAX_FILTERS_PER_GROUP));
+                let filters: usize = groups.iter().map(|g| g["filters"].as_array().unwrap().len()).sum();
+                assert!(filters <= MAX_FILTERS);
+                for g in groups {
+                    if let Some(values) = g["filters"][0]["values"].as_array() {
+                        assert!(values.len() <= MAX_IN_VALUES, "{body}");
+                    }
+                }
+            }
         }
     }
 }

@@ -686,6 +686,7 @@ impl Connector for Postgres {
             search: 1,
             identifiers: 1,
             fetch: 2,
+            fetch_in_flight: 1,
         }
     }
 

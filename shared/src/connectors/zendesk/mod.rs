@@ -426,6 +426,7 @@ impl Connector for Zendesk {
             search: ATTEMPTS_PER_REQUEST,
             identifiers: ATTEMPTS_PER_REQUEST,
             fetch: ATTEMPTS_PER_REQUEST * ticket_pages(limit),
+            fetch_in_flight: 1,
         }
     }
 
