@@ -356,7 +356,7 @@ impl HubSpotHttp {
                 })
             }
         }
-        match serde_json::from_slice::<T>(&body) {
+        match crate::http::parse_json::<T>(&body) {
             Ok(v) => Ok((Some(v), quota)),
             Err(e) => {
                 tracing::warn!(op = op.name(), line = e.line(), column = e.column(), category = ?e.classify(), "hubspot answered with unexpected JSON");
