@@ -13,17 +13,22 @@
 //! endpoint of the commercial partition presents a certificate chaining to them, and Amazon recommends
 //! exactly these five for custom trust stores (<https://www.amazontrust.com/repository/>). The SDK's default
 //! client loads the whole system store once more, on the first SSM call at INIT. China, GovCloud, the ISO
-//! partitions and the European Sovereign Cloud keep the SDK's default.
+//! partitions and the European Sovereign Cloud keep the system store.
+//!
+//! **One crypto library, *ring*.** reqwest and the AWS SDK default to aws-lc, whose C library was the largest
+//! single dependency of the package (1.5 MB of code); every client here is built on *ring* instead, so the
+//! functions link one crypto library, the smaller. `tests/` keeps reqwest's and the SDK's defaults for its
+//! tools.
 
 use std::sync::{Arc, OnceLock};
 
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
-use rustls::crypto::aws_lc_rs;
+use rustls::crypto::ring;
 use rustls::{ClientConfig, RootCertStore};
 
-/// The rustls configuration of every outbound HTTPS client: Mozilla's roots, the aws-lc-rs provider the
-/// AWS SDK uses too, TLS 1.2 and 1.3, ALPN for HTTP/2 and HTTP/1.1.
+/// The rustls configuration of every outbound HTTPS client: Mozilla's roots, the *ring* provider the AWS
+/// SDK's client uses too, TLS 1.2 and 1.3, ALPN for HTTP/2 and HTTP/1.1.
 pub fn tls_config() -> Arc<ClientConfig> {
     static CONFIG: OnceLock<Arc<ClientConfig>> = OnceLock::new();
     CONFIG
@@ -31,7 +36,7 @@ pub fn tls_config() -> Arc<ClientConfig> {
             let roots = RootCertStore {
                 roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
             };
-            let mut config = ClientConfig::builder_with_provider(Arc::new(aws_lc_rs::default_provider()))
+            let mut config = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
                 .with_safe_default_protocol_versions()
                 .map(|builder| builder.with_root_certificates(roots).with_no_client_auth())
                 // The default provider supports the default versions; this cannot fail.
@@ -42,7 +47,7 @@ pub fn tls_config() -> Arc<ClientConfig> {
         .clone()
 }
 
-/// Only reachable if aws-lc-rs stopped supporting TLS 1.2 and 1.3: a configuration trusting no root,
+/// Only reachable if *ring* stopped supporting TLS 1.2 and 1.3: a configuration trusting no root,
 /// so every connection fails with a certificate error instead of the process panicking.
 fn unreachable_config() -> ClientConfig {
     ClientConfig::builder()
@@ -76,24 +81,28 @@ pub const AMAZON_TRUST_SERVICES_PEM: &str = include_str!("amazon-trust-services.
 /// Region prefixes outside the commercial partition, whose endpoints may chain elsewhere.
 const OTHER_PARTITIONS: &[&str] = &["cn-", "us-gov-", "us-iso", "eu-iso", "eusc-"];
 
-/// The HTTPS client the AWS SDK uses for `region`: trusting Amazon Trust Services' roots only, in the
-/// commercial partition; `None` (the SDK's default client and the system store) elsewhere or when the
-/// region is unknown.
-pub fn aws_sdk_http_client(region: Option<&str>) -> Option<SharedHttpClient> {
-    let region = region?.trim();
-    if region.is_empty() || OTHER_PARTITIONS.iter().any(|p| region.starts_with(p)) {
-        return None;
+/// Whether `region` is in AWS's commercial partition (an unknown region is not).
+fn commercial(region: Option<&str>) -> bool {
+    let region = region.unwrap_or_default().trim();
+    !region.is_empty() && !OTHER_PARTITIONS.iter().any(|p| region.starts_with(p))
+}
+
+/// The HTTPS client the AWS SDK uses for `region`, on *ring*: trusting Amazon Trust Services' roots only in
+/// the commercial partition, the system's store elsewhere or when the region is unknown.
+pub fn aws_sdk_http_client(region: Option<&str>) -> SharedHttpClient {
+    let trust = if commercial(region) {
+        TrustStore::empty()
+            .with_native_roots(false)
+            .with_pem_certificate(AMAZON_TRUST_SERVICES_PEM.as_bytes())
+    } else {
+        TrustStore::default()
+    };
+    let builder = aws_smithy_http_client::Builder::new().tls_provider(tls::Provider::Rustls(CryptoMode::Ring));
+    match TlsContext::builder().with_trust_store(trust).build() {
+        Ok(context) => builder.tls_context(context).build_https(),
+        // Building a context only stores the trust store; should it ever fail, the system's store.
+        Err(_) => builder.build_https(),
     }
-    let trust = TrustStore::empty()
-        .with_native_roots(false)
-        .with_pem_certificate(AMAZON_TRUST_SERVICES_PEM.as_bytes());
-    let context = TlsContext::builder().with_trust_store(trust).build().ok()?;
-    Some(
-        aws_smithy_http_client::Builder::new()
-            .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
-            .tls_context(context)
-            .build_https(),
-    )
 }
 
 #[cfg(test)]
@@ -150,12 +159,12 @@ mod tests {
     #[test]
     fn only_the_commercial_partition_gets_the_amazon_only_store() {
         for region in ["us-east-1", "eu-west-1", "ap-southeast-2", "sa-east-1"] {
-            assert!(aws_sdk_http_client(Some(region)).is_some(), "{region}");
+            assert!(commercial(Some(region)), "{region}");
         }
         for region in ["cn-north-1", "us-gov-west-1", "us-isob-east-1", "eusc-de-east-1", "", " "] {
-            assert!(aws_sdk_http_client(Some(region)).is_none(), "{region}");
+            assert!(!commercial(Some(region)), "{region}");
         }
-        assert!(aws_sdk_http_client(None).is_none());
+        assert!(!commercial(None));
     }
 
     #[test]
@@ -176,7 +185,7 @@ mod tests {
             .collect::<Result<_, _>>()
             .unwrap();
         let key = PrivateKeyDer::from_pem_slice(SELF_SIGNED_KEY.as_bytes()).unwrap();
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(aws_lc_rs::default_provider()))
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
             .with_safe_default_protocol_versions()
             .unwrap()
             .with_no_client_auth()
@@ -206,7 +215,7 @@ mod tests {
         // Control: a client trusting the certificate gets the server's answer, so the setup works.
         let mut roots = RootCertStore::empty();
         roots.add_parsable_certificates(CertificateDer::pem_slice_iter(SELF_SIGNED_CRT.as_bytes()).map(Result::unwrap));
-        let trusting = ClientConfig::builder_with_provider(Arc::new(aws_lc_rs::default_provider()))
+        let trusting = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
             .with_safe_default_protocol_versions()
             .unwrap()
             .with_root_certificates(roots)

@@ -228,11 +228,11 @@ impl SsmCache {
     /// that accepts connections but never answers costs a request seconds, not the whole invocation.
     pub async fn from_env(prefix: impl Into<String>, ttl: Duration) -> Self {
         let region = std::env::var("AWS_REGION").or_else(|_| std::env::var("AWS_DEFAULT_REGION")).ok();
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).timeout_config(timeouts());
-        if let Some(client) = crate::http::aws_sdk_http_client(region.as_deref()) {
-            loader = loader.http_client(client);
-        }
-        let config = loader.load().await;
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .timeout_config(timeouts())
+            .http_client(crate::http::aws_sdk_http_client(region.as_deref()))
+            .load()
+            .await;
         SsmCache::new(aws_sdk_ssm::Client::new(&config), prefix, ttl)
     }
 

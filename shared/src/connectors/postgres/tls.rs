@@ -1,4 +1,4 @@
-//! TLS for tokio-postgres with rustls, on the aws-lc-rs provider the AWS SDK and reqwest already use.
+//! TLS for tokio-postgres with rustls, on the *ring* provider every outbound client uses ([`crate::http`]).
 //!
 //! - `verify-full`: the server's certificate must chain to a trusted root (Mozilla's, compiled in as for
 //!   every outbound connection, see [`crate::http`], plus the PEM file `POSTGRES_SSLROOTCERT` names, e.g.
@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{aws_lc_rs, CryptoProvider};
+use rustls::crypto::{ring, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
@@ -39,7 +39,7 @@ pub enum TlsSetupError {
 }
 
 fn provider() -> Arc<CryptoProvider> {
-    Arc::new(aws_lc_rs::default_provider())
+    Arc::new(ring::default_provider())
 }
 
 /// The rustls configuration for `mode`, or `None` for `disable`.
