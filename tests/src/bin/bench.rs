@@ -104,6 +104,17 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// CPU time a process has run so far, all its threads (each thread's `schedstat`, in nanoseconds; threads
+/// that ended are not counted, and a function's threads live as long as it does).
+fn cpu_time(pid: u32) -> Option<Duration> {
+    let mut total = 0u64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(Duration::from_nanos(total))
+}
+
 /// One function process under the emulator.
 struct Function {
     child: Child,
@@ -172,6 +183,10 @@ impl Function {
 
     fn peak_rss_kib(&self) -> Option<u64> {
         peak_rss_kib(self.child.id())
+    }
+
+    fn cpu_time(&self) -> Option<Duration> {
+        cpu_time(self.child.id())
     }
 
     fn stop(&mut self) {
@@ -434,11 +449,12 @@ async fn warm(a: &Args, r: &mut Report, rss: &mut Vec<(String, u64)>) {
     r.line(format!(
         "Median of {reps} invocations of the first page of an initial sync (the same request each time). Function time: \
          from the event handed to the function to its answer received, what Lambda bills. Bridge time = function time − \
-         the time the fake Zendesk was serving a request of this invocation."
+         the time the fake Zendesk was serving a request of this invocation. Function CPU: the CPU time the function \
+         process used per invocation (all its threads, mean)."
     ));
     r.line("");
-    r.line("| page size | upstream latency | median function time (ms) | median upstream wait (ms) | bridge time (ms) | bridge % | upstream requests | response bytes |");
-    r.line("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    r.line("| page size | upstream latency | median function time (ms) | median upstream wait (ms) | bridge time (ms) | bridge % | function CPU (ms) | upstream requests | response bytes |");
+    r.line("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let data = fake_zendesk::generate(Generate {
         users: 2_500,
         seed: 3,
@@ -453,12 +469,13 @@ async fn warm(a: &Args, r: &mut Report, rss: &mut Vec<(String, u64)>) {
             let f = match Function::start(&a.bin_dir.join("contacts"), "contacts", &env).await {
                 Ok(f) => f,
                 Err(e) => {
-                    r.line(format!("| {page} | {latency} ms | failed: {e} | | | | | |"));
+                    r.line(format!("| {page} | {latency} ms | failed: {e} | | | | | | |"));
                     continue;
                 }
             };
             let _ = f.call("/contacts", &contacts_body(None)).await; // first invocation: caches warm
             let (mut totals, mut waits, mut bytes, mut requests) = (vec![], vec![], 0usize, 0usize);
+            let cpu_before = f.cpu_time();
             for _ in 0..reps {
                 fake.take_busy();
                 fake.clear_requests();
@@ -472,6 +489,12 @@ async fn warm(a: &Args, r: &mut Report, rss: &mut Vec<(String, u64)>) {
                     other => eprintln!("warm page {page}: {other:?}"),
                 }
             }
+            // The function's own CPU time per invocation (its mean over the reps): what bridge time is made
+            // of, without the waits for the scheduler on a machine that also runs the fake.
+            let cpu = cpu_before
+                .zip(f.cpu_time())
+                .filter(|_| !totals.is_empty())
+                .map_or("n/a".to_string(), |(b, a)| format!("{:.2}", ms(a - b) / totals.len() as f64));
             if let Some(kib) = f.peak_rss_kib() {
                 rss.push((format!("contacts (warm, {page}-contact pages, {latency} ms upstream)"), kib));
             }
@@ -479,7 +502,7 @@ async fn warm(a: &Args, r: &mut Report, rss: &mut Vec<(String, u64)>) {
             let wait = median(waits.clone());
             let overhead = median(totals.iter().zip(&waits).map(|(t, w)| t - w).collect());
             r.line(format!(
-                "| {page} | {latency} ms | {total:.2} | {wait:.2} | {overhead:.2} | {:.1} % | {requests} | {bytes} |",
+                "| {page} | {latency} ms | {total:.2} | {wait:.2} | {overhead:.2} | {:.1} % | {cpu} | {requests} | {bytes} |",
                 100.0 * overhead / total
             ));
         }
