@@ -94,22 +94,17 @@ impl App {
     /// the secrets from SSM, then lets the connector check its configuration ([`App::prepare`]). Fails
     /// INIT on a bad configuration or when SSM cannot be read.
     ///
-    /// With SSM, the AWS configuration is read on a runtime worker while the connector is built here, and
-    /// the time of each step is logged at DEBUG (`AWS_LAMBDA_LOG_LEVEL=DEBUG`).
+    /// The time of each step is logged at DEBUG (`AWS_LAMBDA_LOG_LEVEL=DEBUG`).
     pub async fn from_env() -> Result<Self, ConfigError> {
         let mut steps = InitSteps::start();
         let config = Config::from_env()?;
         steps.done("configuration read");
         let app = match config.ssm_prefix.clone() {
             Some(prefix) => {
-                let sdk = tokio::spawn(SsmCache::from_env(prefix.clone(), config.ssm_ttl));
                 let connector = connectors::build(&config)?;
                 steps.done("connector built");
-                let cache = sdk.await.map_err(|e| ConfigError::Invalid {
-                    name: "BRIDGE_SSM_PREFIX",
-                    problem: format!("the AWS configuration could not be read: {e}"),
-                })?;
-                steps.done("AWS configuration read");
+                let cache = SsmCache::from_env(prefix.clone(), config.ssm_ttl);
+                steps.done("SSM client configured");
                 let app = App::with_ssm(config, connector, cache).await?;
                 steps.done("secrets read from SSM");
                 app

@@ -5,6 +5,7 @@
 
 pub mod agents;
 pub mod api;
+pub mod aws;
 pub mod config;
 pub mod connectors;
 pub mod error;

@@ -264,7 +264,7 @@ async fn from_env_uses_the_standard_aws_endpoint_url_ssm_variable() {
     std::env::set_var("AWS_ACCESS_KEY_ID", "test");
     std::env::set_var("AWS_SECRET_ACCESS_KEY", "test");
 
-    let cache = SsmCache::from_env(PREFIX, TTL).await;
+    let cache = SsmCache::from_env(PREFIX, TTL);
 
     assert_eq!(
         exposed(cache.get("token-key").await.expect("get")).as_deref(),

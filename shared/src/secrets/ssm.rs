@@ -23,6 +23,9 @@ use std::time::{Duration, Instant};
 /// version.
 pub use aws_sdk_ssm;
 
+use aws_sdk_ssm::config::retry::RetryConfig;
+use aws_sdk_ssm::config::timeout::TimeoutConfig;
+use aws_sdk_ssm::config::{BehaviorVersion, Region};
 use aws_sdk_ssm::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ssm::operation::get_parameters::GetParametersError;
 
@@ -223,17 +226,12 @@ impl SsmCache {
         }
     }
 
-    /// A cache whose client comes from the standard AWS configuration (region, credentials and
-    /// `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_SSM` from the environment), with [`timeouts`] so that an SSM
-    /// that accepts connections but never answers costs a request seconds, not the whole invocation.
-    pub async fn from_env(prefix: impl Into<String>, ttl: Duration) -> Self {
-        let region = std::env::var("AWS_REGION").or_else(|_| std::env::var("AWS_DEFAULT_REGION")).ok();
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .timeout_config(timeouts())
-            .http_client(crate::http::aws_sdk_http_client(region.as_deref()))
-            .load()
-            .await;
-        SsmCache::new(aws_sdk_ssm::Client::new(&config), prefix, ttl)
+    /// A cache whose client is configured from the function's environment ([`crate::aws`]: region,
+    /// credentials, `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_SSM`), with the SDK's standard retries and
+    /// [`timeouts`], so that an SSM that accepts connections but never answers costs a request seconds, not
+    /// the whole invocation.
+    pub fn from_env(prefix: impl Into<String>, ttl: Duration) -> Self {
+        SsmCache::new(aws_sdk_ssm::Client::from_conf(client_config()), prefix, ttl)
     }
 
     /// Replaces the clock, so tests can move time forward instead of sleeping.
@@ -432,12 +430,30 @@ impl fmt::Debug for SsmCache {
 /// included) fit both Lambda's 10-second INIT and a request's 29 seconds. The SDK's own default sets only
 /// a connect timeout (3.1 s), so without these a silent endpoint would hold a request until Lambda's
 /// timeout.
-pub fn timeouts() -> aws_config::timeout::TimeoutConfig {
-    aws_config::timeout::TimeoutConfig::builder()
+pub fn timeouts() -> TimeoutConfig {
+    TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(2))
         .operation_attempt_timeout(Duration::from_secs(2))
         .operation_timeout(Duration::from_secs(5))
         .build()
+}
+
+/// The SSM client's configuration, from the function's environment.
+fn client_config() -> aws_sdk_ssm::Config {
+    let region = crate::aws::region();
+    let mut config = aws_sdk_ssm::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(region.clone().map(Region::new))
+        .credentials_provider(crate::aws::credentials())
+        .retry_config(RetryConfig::standard())
+        .timeout_config(timeouts())
+        .use_fips(crate::aws::use_fips())
+        .use_dual_stack(crate::aws::use_dual_stack())
+        .http_client(crate::http::aws_sdk_http_client(region.as_deref()));
+    if let Some(url) = crate::aws::endpoint_url("SSM") {
+        config = config.endpoint_url(url);
+    }
+    config.build()
 }
 
 /// The `Display` of an error and of each of its sources, joined by `: ` (no `Debug`, which is verbose and

@@ -11,7 +11,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use aws_credential_types::provider::ProvideCredentials;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_sigv4::http_request::{self, SignableBody, SignableRequest, SignatureLocation, SigningSettings};
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
@@ -50,40 +50,28 @@ pub fn auth_token(host: &str, port: u16, user: &str, region: &str, identity: &Id
     Ok(Secret::new(text.strip_prefix("https://").unwrap_or(text)))
 }
 
-/// Signs tokens with the function's own AWS credentials (the Lambda role), loaded once.
+/// Signs tokens with the function's own AWS credentials (the Lambda role's, [`crate::aws`]).
 pub struct TokenSigner {
-    config: tokio::sync::OnceCell<aws_config::SdkConfig>,
+    credentials: SharedCredentialsProvider,
 }
 
 impl TokenSigner {
     pub fn new() -> Self {
         TokenSigner {
-            config: tokio::sync::OnceCell::new(),
+            credentials: crate::aws::credentials(),
         }
-    }
-
-    async fn sdk_config(&self) -> &aws_config::SdkConfig {
-        self.config
-            .get_or_init(|| async { aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await })
-            .await
     }
 
     /// The region tokens are signed for, if the environment names one (`AWS_REGION` in Lambda).
     pub async fn region(&self) -> Option<String> {
-        self.sdk_config().await.region().map(|r| r.to_string())
+        crate::aws::region()
     }
 
     /// A fresh token for `user` at `host:port`.
     pub async fn token(&self, host: &str, port: u16, user: &str) -> Result<Secret, String> {
-        let config = self.sdk_config().await;
-        let region = config
-            .region()
-            .ok_or("no AWS region is configured (AWS_REGION) to sign an RDS IAM authentication token")?
-            .to_string();
-        let provider = config
-            .credentials_provider()
-            .ok_or("no AWS credentials are available to sign an RDS IAM authentication token")?;
-        let credentials = provider
+        let region = crate::aws::region().ok_or("no AWS region is configured (AWS_REGION) to sign an RDS IAM authentication token")?;
+        let credentials = self
+            .credentials
             .provide_credentials()
             .await
             .map_err(|e| format!("AWS credentials could not be loaded: {e}"))?;
