@@ -10,8 +10,9 @@
 use std::str::FromStr;
 
 use tracing::Subscriber;
-use tracing_subscriber::filter::{Directive, EnvFilter, LevelFilter};
+use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
 
 /// Where `lambda_runtime` logs the raw event, at `TRACE`.
 pub const RAW_EVENT_TARGET: &str = "lambda_runtime::layers::api_response";
@@ -30,7 +31,8 @@ pub fn init() {
 }
 
 /// The subscriber [`init`] installs, at `level` with `RUST_LOG`-style `directives`, writing to `writer`:
-/// JSON lines or plain text, without time (Lambda stamps each line) or target, the raw event never logged.
+/// JSON lines or plain text (no colour codes: CloudWatch shows them as text), without time (Lambda stamps
+/// each line) or target, the raw event never logged.
 pub fn subscriber<W>(level: LevelFilter, directives: &str, json: bool, writer: W) -> Box<dyn Subscriber + Send + Sync>
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
@@ -38,23 +40,35 @@ where
     let builder = tracing_subscriber::fmt()
         .with_target(false)
         .without_time()
-        .with_env_filter(filter(level, directives))
+        .with_ansi(false)
+        // Everything reaches the filter below, which decides.
+        .with_max_level(LevelFilter::TRACE)
         .with_writer(writer);
+    let filter = filter(level, directives);
     if json {
-        Box::new(builder.json().finish())
+        Box::new(builder.json().finish().with(filter))
     } else {
-        Box::new(builder.finish())
+        Box::new(builder.finish().with(filter))
     }
 }
 
-fn filter(level: LevelFilter, directives: &str) -> EnvFilter {
-    let raw_event_cap = level.min(LevelFilter::DEBUG);
-    let mut filter = EnvFilter::builder().with_default_directive(level.into()).parse_lossy(directives);
-    // Added last, so it replaces any RUST_LOG directive for the same target.
-    if let Ok(directive) = Directive::from_str(&format!("{RAW_EVENT_TARGET}={raw_event_cap}")) {
-        filter = filter.add_directive(directive);
+/// `level`, refined by `directives` (`RUST_LOG`'s `target=level` and bare levels, comma-separated; one that
+/// does not parse is left out), with the raw event's target capped at `DEBUG`. Targets only: span and
+/// field directives (which could turn on events inside a span, the raw event among them) are not read.
+fn filter(level: LevelFilter, directives: &str) -> Targets {
+    let mut filter = Targets::new().with_default(level);
+    for directive in directives.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let Ok(parsed) = Targets::from_str(directive) else {
+            continue;
+        };
+        if let Some(default) = parsed.default_level() {
+            filter = filter.with_default(default);
+        }
+        filter.extend(parsed);
     }
-    filter
+    // Added last, so it replaces any directive for the same target; more specific than any directive for
+    // `lambda_runtime` or `lambda_runtime::layers`, so it wins over those.
+    filter.with_target(RAW_EVENT_TARGET, level.min(LevelFilter::DEBUG))
 }
 
 #[cfg(test)]
@@ -97,12 +111,25 @@ mod tests {
 
     #[test]
     fn at_trace_everything_is_logged_except_the_raw_event() {
-        for (directives, json) in [("", false), ("", true), ("lambda_runtime=trace,trace", false)] {
+        for (directives, json) in [
+            ("", false),
+            ("", true),
+            ("lambda_runtime=trace,trace", false),
+            ("lambda_runtime::layers::api_response=trace", false),
+            ("[invoke]=trace,lambda_runtime=trace", false),
+        ] {
             let out = captured(LevelFilter::TRACE, directives, json);
             assert!(!out.contains("raw-secret") && !out.contains("raw JSON event"), "{out}");
             assert!(out.contains("a trace line") && out.contains("a runtime debug line"), "{out}");
         }
         assert!(captured(LevelFilter::TRACE, "", true).lines().all(|l| l.starts_with('{')));
+    }
+
+    #[test]
+    fn directives_refine_the_level_and_unreadable_ones_are_left_out() {
+        let out = captured(LevelFilter::INFO, "bridge=trace,not a directive=", false);
+        assert!(out.contains("a trace line") && !out.contains("a runtime debug line"), "{out}");
+        assert!(!out.contains('\u{1b}'), "no colour codes: {out:?}");
     }
 
     #[test]
