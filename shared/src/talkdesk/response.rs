@@ -45,15 +45,18 @@ impl Contact {
         fn opt(v: Option<String>) -> Option<String> {
             v.map(trimmed).filter(|s| !s.is_empty())
         }
-        fn list(v: Vec<String>) -> Vec<String> {
-            let mut out: Vec<String> = Vec::with_capacity(v.len());
-            for s in v {
-                let s = trimmed(s);
-                if !s.is_empty() && !out.iter().any(|o| o.eq_ignore_ascii_case(&s)) {
-                    out.push(s);
+        // In place: the kept values move to the front of the same vector.
+        fn list(mut v: Vec<String>) -> Vec<String> {
+            let mut kept = 0;
+            for i in 0..v.len() {
+                let s = trimmed(std::mem::take(&mut v[i]));
+                if !s.is_empty() && !v[..kept].iter().any(|o| o.eq_ignore_ascii_case(&s)) {
+                    v[kept] = s;
+                    kept += 1;
                 }
             }
-            out
+            v.truncate(kept);
+            v
         }
         self.company = opt(self.company);
         self.title = opt(self.title);
@@ -220,6 +223,28 @@ mod tests {
         .tidy();
         assert_eq!(c.name, "a@b.co");
         assert_eq!(c.emails, vec!["a@b.co"]);
+    }
+
+    #[test]
+    fn lists_are_trimmed_and_keep_the_first_of_each_value_in_order() {
+        let c = Contact {
+            id: "7".into(),
+            name: "Joe".into(),
+            phones: vec![
+                " +1 ".into(),
+                "".into(),
+                "x".into(),
+                "+1".into(),
+                "X".into(),
+                "  ".into(),
+                " y".into(),
+            ],
+            websites: vec!["".into()],
+            ..Default::default()
+        }
+        .tidy();
+        assert_eq!(c.phones, vec!["+1", "x", "y"]);
+        assert!(c.websites.is_empty());
     }
 
     #[test]

@@ -23,6 +23,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::settings::UserFieldMap;
@@ -62,8 +63,11 @@ pub struct User {
     pub organization_id: Option<u64>,
     #[serde(default)]
     pub photo: Option<Photo>,
+    /// Custom user fields, kept as Zendesk wrote them and read only when `ZENDESK_USER_FIELDS` maps one:
+    /// an account may have dozens per user, and building each into a map cost a tenth of a 1000-user
+    /// page's CPU time (perf, issue 14).
     #[serde(default)]
-    pub user_fields: Option<Map<String, Value>>,
+    pub user_fields: Option<Box<RawValue>>,
     pub updated_at: Option<DateTime<Utc>>,
 }
 
@@ -280,38 +284,50 @@ fn field_text(fields: Option<&Map<String, Value>>, key: Option<&String>) -> Opti
 }
 
 /// Maps a user to a Talkdesk contact. `identities` are this user's, in any order; `company` is the name of
-/// its organization, when known.
-pub fn contact(user: &User, identities: &[&Identity], company: Option<String>, fields: &UserFieldMap, agent_base: &str) -> Contact {
-    let mut ids: Vec<&&Identity> = identities.iter().collect();
-    ids.sort_by_key(|i| (!i.primary, i.id));
-    let of = |kind: &'static str| ids.iter().filter(move |i| i.kind == kind).filter_map(|i| i.value.clone());
-    let emails = user.email.iter().cloned().chain(of("email")).collect();
-    let phones = user.phone.iter().cloned().chain(of("phone_number")).collect();
-    let uf = user.user_fields.as_ref();
+/// its organization, when known. Takes both by value: their strings move into the contact.
+pub fn contact(user: User, mut identities: Vec<Identity>, company: Option<String>, fields: &UserFieldMap, agent_base: &str) -> Contact {
+    identities.sort_by_key(|i| (!i.primary, i.id));
+    let parsed: Option<Map<String, Value>> = match &user.user_fields {
+        Some(raw) if !fields.is_empty() => serde_json::from_str(raw.get()).ok(),
+        _ => None,
+    };
+    let uf = parsed.as_ref();
+    let mut emails: Vec<String> = user.email.into_iter().collect();
+    let mut phones: Vec<String> = user.phone.into_iter().collect();
+    let mut twitter_identity = None;
+    for identity in identities {
+        let Some(value) = identity.value else { continue };
+        match identity.kind.as_str() {
+            "email" => emails.push(value),
+            "phone_number" => phones.push(value),
+            "twitter" if twitter_identity.is_none() => twitter_identity = Some(value),
+            _ => {}
+        }
+    }
     let websites = field_text(uf, fields.websites.as_ref())
         .map(|w| w.split(|c: char| c == ',' || c.is_whitespace()).map(str::to_string).collect())
         .unwrap_or_default();
     Contact {
         id: user.id.to_string(),
-        name: user.name.clone().unwrap_or_default(),
+        name: user.name.unwrap_or_default(),
         company,
         title: field_text(uf, fields.title.as_ref()),
         emails,
         phones,
-        photo_url: user.photo.as_ref().and_then(|p| p.content_url.clone()),
+        photo_url: user.photo.and_then(|p| p.content_url),
         address: field_text(uf, fields.address.as_ref()),
         websites,
         twitter: field_text(uf, fields.twitter.as_ref())
             .filter(|t| !t.trim().is_empty())
-            .or_else(|| of("twitter").next()),
+            .or(twitter_identity),
         url: Some(format!("{agent_base}/agent/users/{}", user.id)),
     }
     .tidy()
 }
 
 /// Groups sideloaded identities by user.
-pub fn identities_by_user(identities: &[Identity]) -> HashMap<u64, Vec<&Identity>> {
-    let mut map: HashMap<u64, Vec<&Identity>> = HashMap::new();
+pub fn identities_by_user(identities: Vec<Identity>) -> HashMap<u64, Vec<Identity>> {
+    let mut map: HashMap<u64, Vec<Identity>> = HashMap::with_capacity(identities.len());
     for i in identities {
         map.entry(i.user_id).or_default().push(i);
     }
@@ -417,7 +433,7 @@ mod tests {
     use serde_json::json;
 
     fn user(v: Value) -> User {
-        serde_json::from_value(v).unwrap()
+        serde_json::from_str(&v.to_string()).unwrap()
     }
 
     #[test]
@@ -453,8 +469,8 @@ mod tests {
             twitter: Some("handle".into()),
         };
         let c = contact(
-            &u,
-            &[&i1, &i2, &i3],
+            u,
+            vec![i1, i2, i3],
             Some("Example Corp.".into()),
             &fields,
             "https://acme.zendesk.com",
@@ -482,11 +498,27 @@ mod tests {
         let u =
             user(json!({"id": 7, "name": null, "email": null, "user_fields": {"job_title": "CTO"}, "updated_at": "2024-01-02T03:04:05Z"}));
         let tw: Identity = serde_json::from_value(json!({"id": 9, "user_id": 7, "type": "twitter", "value": "joe"})).unwrap();
-        let c = contact(&u, &[&tw], None, &UserFieldMap::default(), "https://x.zendesk.com");
+        let c = contact(u, vec![tw], None, &UserFieldMap::default(), "https://x.zendesk.com");
         assert_eq!(
             (c.title, c.address, c.twitter.as_deref(), c.name.as_str()),
             (None, None, Some("joe"), "7")
         );
+    }
+
+    #[test]
+    fn user_fields_are_read_only_when_mapped_and_never_fail_a_user() {
+        let fields = UserFieldMap {
+            title: Some("job_title".into()),
+            ..UserFieldMap::default()
+        };
+        let with_fields = |v: Value| user(json!({"id": 7, "user_fields": v, "updated_at": "2024-01-02T03:04:05Z"}));
+        let title = |u: User, f: &UserFieldMap| contact(u, vec![], None, f, "https://x.zendesk.com").title;
+        assert_eq!(title(with_fields(json!({"job_title": "CTO"})), &fields).as_deref(), Some("CTO"));
+        assert_eq!(title(with_fields(json!({"job_title": "CTO"})), &UserFieldMap::default()), None);
+        // Not an object, or null: the user still maps, without the field.
+        for odd in [json!(["CTO"]), json!("CTO"), json!(null)] {
+            assert_eq!(title(with_fields(odd), &fields), None);
+        }
     }
 
     #[test]

@@ -350,15 +350,27 @@ impl Connector for Zendesk {
             message: "Zendesk answered 404 to the incremental user export; check the subdomain".into(),
         })?;
 
+        let ExportPage {
+            users,
+            identities,
+            organizations,
+            after_cursor,
+            end_of_stream,
+        } = page;
+        if !end_of_stream && after_cursor.is_none() {
+            return Err(ConnectorError::BadGateway {
+                message: "Zendesk's user export page has no `after_cursor` before the end of the stream".into(),
+            });
+        }
         let mut skipped: HashMap<&'static str, Vec<u64>> = HashMap::new();
-        let mut live: Vec<(&User, chrono::DateTime<chrono::Utc>)> = Vec::with_capacity(page.users.len());
+        let mut live: Vec<(User, chrono::DateTime<chrono::Utc>)> = Vec::with_capacity(users.len());
         let mut past_until = false;
-        for user in &page.users {
+        for user in users {
             let updated_at = user.updated_at.ok_or_else(|| ConnectorError::BadGateway {
                 message: "Zendesk exported a user without `updated_at`".into(),
             })?;
             past_until |= updated_at > query.until;
-            match mapping::skip_reason(user, self.settings.include_staff) {
+            match mapping::skip_reason(&user, self.settings.include_staff) {
                 None => live.push((user, updated_at)),
                 Some(Skip::Deleted) => skipped.entry("deleted").or_default().push(user.id),
                 Some(Skip::Suspended) => skipped.entry("suspended").or_default().push(user.id),
@@ -376,8 +388,8 @@ impl Connector for Zendesk {
         org_ids.sort_unstable();
         // Names come with the page (`include=organizations`); only organizations it lacks are looked up.
         let mut orgs: HashMap<u64, Option<String>> = HashMap::new();
-        if let Some(sideloaded) = &page.organizations {
-            let names: HashMap<u64, Option<String>> = sideloaded.iter().map(|o| (o.id, o.name.clone())).collect();
+        if let Some(sideloaded) = organizations {
+            let names: HashMap<u64, Option<String>> = sideloaded.into_iter().map(|o| (o.id, o.name)).collect();
             self.remember_orgs(creds.subdomain(), &names);
             orgs.extend(names);
         }
@@ -385,12 +397,12 @@ impl Connector for Zendesk {
         if !org_ids.is_empty() {
             orgs.extend(self.organizations(&creds, org_ids, Patience::Budget(query.budget)).await?);
         }
-        let identities = page.identities.as_deref().map(mapping::identities_by_user).unwrap_or_default();
+        let mut identities = identities.map(mapping::identities_by_user).unwrap_or_default();
         let agent_base = creds.agent_base();
         let records = live
             .into_iter()
             .map(|(user, updated_at)| {
-                let ids = identities.get(&user.id).map(Vec::as_slice).unwrap_or_default();
+                let ids = identities.remove(&user.id).unwrap_or_default();
                 let company = user.organization_id.and_then(|o| orgs.get(&o).cloned().flatten());
                 ContactRecord {
                     updated_at,
@@ -399,16 +411,11 @@ impl Connector for Zendesk {
             })
             .collect();
 
-        if !page.end_of_stream && page.after_cursor.is_none() {
-            return Err(ConnectorError::BadGateway {
-                message: "Zendesk's user export page has no `after_cursor` before the end of the stream".into(),
-            });
-        }
         // Pages are in ascending order: once one user is past the run's bound, nothing after it is within it.
         Ok(ContactBatch {
             records,
-            next_cursor: page.after_cursor,
-            done: page.end_of_stream || past_until,
+            next_cursor: after_cursor,
+            done: end_of_stream || past_until,
             quota,
         })
     }

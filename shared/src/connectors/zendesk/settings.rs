@@ -24,6 +24,13 @@ pub struct UserFieldMap {
 }
 
 impl UserFieldMap {
+    /// Whether no contact field comes from a user field.
+    pub fn is_empty(&self) -> bool {
+        [&self.title, &self.address, &self.websites, &self.twitter]
+            .iter()
+            .all(|k| k.is_none())
+    }
+
     /// Parses `title=job_title,address=address`: comma-separated `target=key` pairs, targets among
     /// `title`, `address`, `websites`, `twitter`, keys as Zendesk writes user field keys.
     pub fn parse(text: &str) -> Result<Self, String> {
