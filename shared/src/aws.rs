@@ -4,7 +4,7 @@
 //!
 //! Not the AWS SDK's whole default chain (`aws_config::defaults`), which also reads profile files, asks the
 //! EC2 instance metadata service and assumes roles through STS: none of that exists in a Lambda execution
-//! environment, and its code was a tenth of each function's package (issue 14, BENCHMARKS.md). A local run
+//! environment, and its code was about 8 % of each function's package (issue 14, BENCHMARKS.md). A local run
 //! against real AWS exports its credentials first (`eval "$(aws configure export-credentials --format
 //! env)"`).
 //!

@@ -64,8 +64,8 @@ pub struct User {
     #[serde(default)]
     pub photo: Option<Photo>,
     /// Custom user fields, kept as Zendesk wrote them and read only when `ZENDESK_USER_FIELDS` maps one:
-    /// an account may have dozens per user, and building each into a map cost a tenth of a 1000-user
-    /// page's CPU time (perf, issue 14).
+    /// an account may have dozens per user, and a map of them would be built for every user of every page
+    /// whether or not any is used.
     #[serde(default)]
     pub user_fields: Option<Box<RawValue>>,
     pub updated_at: Option<DateTime<Utc>>,
