@@ -4,16 +4,18 @@
 //!
 //! Not the AWS SDK's whole default chain (`aws_config::defaults`), which also reads profile files, asks the
 //! EC2 instance metadata service and assumes roles through STS: none of that exists in a Lambda execution
-//! environment, and its code was about 8 % of each function's package (issue 14, BENCHMARKS.md). A local run
-//! against real AWS exports its credentials first (`eval "$(aws configure export-credentials --format
-//! env)"`).
+//! environment, and its code was about 8 % of each function's package (issue 14, BENCHMARKS.md). Nor
+//! `aws-config` at all: the environment's credentials are read here, the way its environment provider reads
+//! them, without linking the crate and the STS client it depends on. A local run against real AWS exports
+//! its credentials first (`eval "$(aws configure export-credentials --format env)"`).
 //!
 //! The standard variables for endpoints are honoured too (the tests point SSM at `moto_server` with them):
 //! `AWS_ENDPOINT_URL_<SERVICE>`, then `AWS_ENDPOINT_URL`, unless `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS` is
 //! true; and `AWS_USE_FIPS_ENDPOINT`, `AWS_USE_DUALSTACK_ENDPOINT`.
 
-use aws_config::environment::credentials::EnvironmentVariableCredentialsProvider;
-use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_credential_types::provider::error::CredentialsError;
+use aws_credential_types::provider::{future, ProvideCredentials, SharedCredentialsProvider};
+use aws_credential_types::Credentials;
 
 /// The function's region: `AWS_REGION` (set by Lambda), else `AWS_DEFAULT_REGION`.
 pub fn region() -> Option<String> {
@@ -23,7 +25,38 @@ pub fn region() -> Option<String> {
 /// The execution role's credentials, from the environment (read again on each use, as Lambda may rotate
 /// them between invocations of a long-lived environment).
 pub fn credentials() -> SharedCredentialsProvider {
-    SharedCredentialsProvider::new(EnvironmentVariableCredentialsProvider::new())
+    SharedCredentialsProvider::new(EnvironmentCredentials)
+}
+
+/// The credentials in the process's environment, read on each call.
+#[derive(Debug)]
+struct EnvironmentCredentials;
+
+impl ProvideCredentials for EnvironmentCredentials {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        future::ProvideCredentials::ready(credentials_from(|name| std::env::var(name).ok()))
+    }
+}
+
+/// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` (or `SECRET_ACCESS_KEY`) and an optional
+/// `AWS_SESSION_TOKEN`, blank counting as unset. The error names the variables, never a value.
+fn credentials_from(var: impl Fn(&str) -> Option<String>) -> Result<Credentials, CredentialsError> {
+    let set = |name: &str| var(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    let access_key =
+        set("AWS_ACCESS_KEY_ID").ok_or_else(|| CredentialsError::not_loaded("AWS_ACCESS_KEY_ID is not set in the environment"))?;
+    let secret_key = set("AWS_SECRET_ACCESS_KEY")
+        .or_else(|| set("SECRET_ACCESS_KEY"))
+        .ok_or_else(|| CredentialsError::not_loaded("AWS_SECRET_ACCESS_KEY is not set in the environment"))?;
+    Ok(Credentials::new(
+        access_key,
+        secret_key,
+        set("AWS_SESSION_TOKEN"),
+        None,
+        "Environment",
+    ))
 }
 
 /// The endpoint configured for `service` (its SDK name in upper snake case, e.g. `SSM`), if any.
@@ -99,6 +132,40 @@ mod tests {
         let ignored = [both[0], both[1], ("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "true")];
         assert_eq!(endpoint_from("SSM", env(&ignored)), None);
         assert_eq!(endpoint_from("SSM", env(&[])), None);
+    }
+
+    #[test]
+    fn credentials_are_the_role_keys_and_token_and_blank_counts_as_unset() {
+        let creds = credentials_from(env(&[
+            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "wJalr-secret"),
+            ("AWS_SESSION_TOKEN", "IQo-token"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            (creds.access_key_id(), creds.secret_access_key(), creds.session_token()),
+            ("AKIDEXAMPLE", "wJalr-secret", Some("IQo-token"))
+        );
+        let creds = credentials_from(env(&[
+            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+            ("SECRET_ACCESS_KEY", "wJalr-secret"),
+            ("AWS_SESSION_TOKEN", " "),
+        ]))
+        .unwrap();
+        assert_eq!((creds.secret_access_key(), creds.session_token()), ("wJalr-secret", None));
+        for missing in [
+            env(&[("AWS_SECRET_ACCESS_KEY", "wJalr-secret")]),
+            env(&[("AWS_ACCESS_KEY_ID", " "), ("AWS_SECRET_ACCESS_KEY", "wJalr-secret")]),
+            env(&[("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")]),
+        ] {
+            let err = credentials_from(missing).unwrap_err();
+            let message = format!(
+                "{err:?} {}",
+                std::error::Error::source(&err).map(ToString::to_string).unwrap_or_default()
+            );
+            assert!(message.contains("is not set in the environment"), "{message}");
+            assert!(!message.contains("wJalr") && !message.contains("AKIDEXAMPLE"), "{message}");
+        }
     }
 
     #[test]

@@ -9,42 +9,61 @@
 //! compiled-in copy costs no file and no parsing at start, and cannot be emptied or changed by the image.
 //! A new root reaches users with a rebuild (`cargo update -p webpki-roots`), like any other dependency.
 //!
-//! **The AWS SDK (SSM) trusts Amazon Trust Services' five roots** ([`aws_sdk_http_client`]): every AWS
-//! endpoint of the commercial partition presents a certificate chaining to them, and Amazon recommends
-//! exactly these five for custom trust stores (<https://www.amazontrust.com/repository/>). The SDK's default
-//! client loads the whole system store once more, on the first SSM call at INIT. China, GovCloud, the ISO
-//! partitions and the European Sovereign Cloud keep the system store.
+//! **The AWS SDK (SSM) sends through reqwest too, trusting Amazon Trust Services' five roots**
+//! ([`aws_sdk_http_client`]): every AWS endpoint of the commercial partition presents a certificate chaining
+//! to them, and Amazon recommends exactly these five for custom trust stores
+//! (<https://www.amazontrust.com/repository/>). The SDK's default client would load the whole system store
+//! once more, on the first SSM call at INIT, and link a second hyper-based HTTP client. China, GovCloud, the
+//! ISO partitions and the European Sovereign Cloud keep the system store.
 //!
 //! **One crypto library, *ring*.** reqwest and the AWS SDK default to aws-lc, whose C library was the largest
 //! single dependency of the package (1.5 MB of code); every client here is built on *ring* instead, so the
 //! functions link one crypto library, the smaller. `tests/` keeps reqwest's and the SDK's defaults for its
 //! tools.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Duration;
 
-use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
-use aws_smithy_runtime_api::client::http::SharedHttpClient;
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
+use aws_smithy_runtime_api::client::result::ConnectorError;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::body::SdkBody;
 use rustls::crypto::ring;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
 use rustls::{ClientConfig, RootCertStore};
 
 /// The rustls configuration of every outbound HTTPS client: Mozilla's roots, the *ring* provider the AWS
-/// SDK's client uses too, TLS 1.2 and 1.3, ALPN for HTTP/2 and HTTP/1.1.
+/// SDK's client uses too, TLS 1.2 and 1.3, HTTP/1.1 ([`client_config`]).
 pub fn tls_config() -> Arc<ClientConfig> {
     static CONFIG: OnceLock<Arc<ClientConfig>> = OnceLock::new();
     CONFIG
         .get_or_init(|| {
-            let roots = RootCertStore {
+            Arc::new(client_config(RootCertStore {
                 roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-            };
-            let mut config = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
-                .with_safe_default_protocol_versions()
-                .map(|builder| builder.with_root_certificates(roots).with_no_client_auth())
-                // The default provider supports the default versions; this cannot fail.
-                .unwrap_or_else(|_| unreachable_config());
-            config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-            Arc::new(config)
+            }))
         })
         .clone()
+}
+
+/// A rustls configuration trusting `roots`, on *ring*, TLS 1.2 and 1.3, offering HTTP/1.1 only.
+///
+/// No HTTP/2: reqwest is built without it (h2 was 6 % of each zipped package, issue 14, BENCHMARKS.md), so
+/// the ALPN offer must not name it, or a server choosing `h2` would get HTTP/1.1 bytes. A function sends
+/// a few requests at a time, each on a pooled keep-alive connection; what HTTP/2 would add is sharing one
+/// TLS handshake between concurrent requests to a host on a new connection, and every upstream here (Zendesk,
+/// HubSpot, SSM) serves HTTP/1.1 in full.
+fn client_config(roots: RootCertStore) -> ClientConfig {
+    let mut config = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map(|builder| builder.with_root_certificates(roots).with_no_client_auth())
+        // The default provider supports the default versions; this cannot fail.
+        .unwrap_or_else(|_| unreachable_config());
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config
 }
 
 /// Only reachable if *ring* stopped supporting TLS 1.2 and 1.3: a configuration trusting no root,
@@ -87,21 +106,104 @@ fn commercial(region: Option<&str>) -> bool {
     !region.is_empty() && !OTHER_PARTITIONS.iter().any(|p| region.starts_with(p))
 }
 
-/// The HTTPS client the AWS SDK uses for `region`, on *ring*: trusting Amazon Trust Services' roots only in
-/// the commercial partition, the system's store elsewhere or when the region is unknown.
+/// The HTTPS client the AWS SDK uses for `region`: reqwest on *ring*, like every connector's, so the functions
+/// link one HTTP client stack instead of two (the SDK's own hyper-based client was the largest single crate
+/// of the AWS code in the package; issue 14, BENCHMARKS.md). It trusts Amazon Trust Services' roots only in
+/// the commercial partition, and the system's store elsewhere or when the region is unknown.
 pub fn aws_sdk_http_client(region: Option<&str>) -> SharedHttpClient {
-    let trust = if commercial(region) {
-        TrustStore::empty()
-            .with_native_roots(false)
-            .with_pem_certificate(AMAZON_TRUST_SERVICES_PEM.as_bytes())
+    let roots = if commercial(region) {
+        let mut roots = RootCertStore::empty();
+        roots.add_parsable_certificates(CertificateDer::pem_slice_iter(AMAZON_TRUST_SERVICES_PEM.as_bytes()).flatten());
+        roots
     } else {
-        TrustStore::default()
+        system_roots()
     };
-    let builder = aws_smithy_http_client::Builder::new().tls_provider(tls::Provider::Rustls(CryptoMode::Ring));
-    match TlsContext::builder().with_trust_store(trust).build() {
-        Ok(context) => builder.tls_context(context).build_https(),
-        // Building a context only stores the trust store; should it ever fail, the system's store.
-        Err(_) => builder.build_https(),
+    SharedHttpClient::new(SdkHttpClient {
+        tls: client_config(roots),
+        connectors: Mutex::default(),
+    })
+}
+
+/// The system's trust store (what the SDK's default client reads); Mozilla's roots if it holds none.
+fn system_roots() -> RootCertStore {
+    let mut roots = RootCertStore::empty();
+    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    if roots.is_empty() {
+        roots.roots = webpki_roots::TLS_SERVER_ROOTS.to_vec();
+    }
+    roots
+}
+
+/// The SDK's [`HttpClient`]: one reqwest client per set of connector settings the SDK asks for (in practice
+/// one: the SSM client's timeouts), each keeping its own connection pool, as the trait requires.
+#[derive(Debug)]
+struct SdkHttpClient {
+    tls: ClientConfig,
+    connectors: Mutex<Vec<(ConnectorTimeouts, SharedHttpConnector)>>,
+}
+
+type ConnectorTimeouts = (Option<Duration>, Option<Duration>);
+
+impl HttpClient for SdkHttpClient {
+    fn http_connector(&self, settings: &HttpConnectorSettings, _: &RuntimeComponents) -> SharedHttpConnector {
+        let timeouts = (settings.connect_timeout(), settings.read_timeout());
+        let mut connectors = self.connectors.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, connector)) = connectors.iter().find(|(t, _)| *t == timeouts) {
+            return connector.clone();
+        }
+        let mut builder = reqwest::Client::builder()
+            .tls_backend_preconfigured(self.tls.clone())
+            .redirect(reqwest::redirect::Policy::none())
+            .tcp_nodelay(true);
+        if let Some(connect) = timeouts.0 {
+            builder = builder.connect_timeout(connect);
+        }
+        if let Some(read) = timeouts.1 {
+            builder = builder.read_timeout(read);
+        }
+        // Building fails only if the TLS backend cannot be set up; every call then fails with that error.
+        let connector = SharedHttpConnector::new(SdkConnector(builder.build().map_err(|e| e.to_string())));
+        connectors.push((timeouts, connector.clone()));
+        connector
+    }
+}
+
+/// One reqwest client serving the SDK's requests.
+#[derive(Debug)]
+struct SdkConnector(Result<reqwest::Client, String>);
+
+impl HttpConnector for SdkConnector {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let client = self.0.clone();
+        HttpConnectorFuture::new(async move {
+            let client = client.map_err(|e| ConnectorError::other(e.into(), None))?;
+            let request = request.try_into_http1x().map_err(|e| ConnectorError::user(e.into()))?;
+            let (parts, body) = request.into_parts();
+            // The SDK's operations here (SSM) send bodies held in memory; a streaming one is refused, not cut.
+            let Some(body) = body.bytes().map(<[u8]>::to_vec) else {
+                return Err(ConnectorError::user("a streaming request body is not supported".into()));
+            };
+            let request = reqwest::Request::try_from(http::Request::from_parts(parts, body)).map_err(|e| ConnectorError::user(e.into()))?;
+            let response = client.execute(request).await.map_err(sdk_connector_error)?;
+            let (status, headers) = (response.status(), response.headers().clone());
+            let body = response.bytes().await.map_err(sdk_connector_error)?;
+            let mut answer = http::Response::new(SdkBody::from(body));
+            *answer.status_mut() = status;
+            *answer.headers_mut() = headers;
+            HttpResponse::try_from(answer).map_err(|e| ConnectorError::other(e.into(), None))
+        })
+    }
+}
+
+/// How the SDK's retry policy should see a reqwest error: a timeout, an I/O fault (both retried as
+/// transient), or something else.
+fn sdk_connector_error(e: reqwest::Error) -> ConnectorError {
+    if e.is_timeout() {
+        ConnectorError::timeout(e.into())
+    } else if e.is_connect() || e.is_request() || e.is_body() {
+        ConnectorError::io(e.into())
+    } else {
+        ConnectorError::other(e.into(), None)
     }
 }
 
@@ -168,16 +270,17 @@ mod tests {
     }
 
     #[test]
-    fn the_configuration_trusts_mozillas_roots_and_offers_http2() {
+    fn the_configuration_trusts_mozillas_roots_and_offers_http1_only() {
         let config = tls_config();
-        assert_eq!(config.alpn_protocols, vec![b"h2".to_vec(), b"http/1.1".to_vec()]);
+        assert_eq!(config.alpn_protocols, vec![b"http/1.1".to_vec()]);
         // Built once: the same configuration every time.
         assert!(Arc::ptr_eq(&config, &tls_config()));
         assert!(webpki_roots::TLS_SERVER_ROOTS.len() > 100, "Mozilla's list has well over 100 roots");
     }
 
     /// A server on 127.0.0.1 presenting a self-signed certificate (fixtures made with openssl, valid to
-    /// 2126), answering every connection 204; its port.
+    /// 2126), preferring HTTP/2 in ALPN as most HTTPS servers do, answering 204 in HTTP/1.1 to a client that
+    /// did not choose `h2` and closing on one that did; its port.
     async fn self_signed_server() -> (u16, tokio::task::JoinHandle<()>) {
         use rustls::pki_types::PrivateKeyDer;
         use tokio::io::AsyncWriteExt;
@@ -190,6 +293,10 @@ mod tests {
             .unwrap()
             .with_no_client_auth()
             .with_single_cert(certs, key)
+            .map(|mut config| {
+                config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+                config
+            })
             .unwrap();
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -197,6 +304,9 @@ mod tests {
         let task = tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
                 if let Ok(mut tls) = acceptor.accept(socket).await {
+                    if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+                        continue;
+                    }
                     let _ = tls.write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n").await;
                     let _ = tls.shutdown().await;
                 }
@@ -231,6 +341,22 @@ mod tests {
             source = cause.source();
         }
         assert!(chain.contains("UnknownIssuer") || chain.contains("unknown issuer"), "{chain}");
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn a_server_preferring_http2_is_spoken_to_in_http1() {
+        let (port, server) = self_signed_server().await;
+        let mut roots = RootCertStore::empty();
+        roots.add_parsable_certificates(CertificateDer::pem_slice_iter(SELF_SIGNED_CRT.as_bytes()).map(Result::unwrap));
+        // The bridge's TLS settings, trusting the test certificate: reqwest has no HTTP/2, so the handshake
+        // must not let the server choose it.
+        let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(client_config(roots))
+            .build()
+            .unwrap();
+        let answer = client.get(format!("https://127.0.0.1:{port}/")).send().await;
+        assert_eq!(answer.map(|r| r.status().as_u16()).map_err(|e| e.to_string()), Ok(204));
         server.abort();
     }
 

@@ -7,7 +7,7 @@
 //! connector signs a fresh token for every new connection, so no token is ever used near its expiry.
 //! Format verified against the AWS SDK for Rust (`aws-sdk-rds`, `auth_token.rs`, whose test vector is the
 //! unit test below) and `aws rds generate-db-auth-token`; signed here with `aws-sigv4`, which the tree
-//! already has through `aws-config`, rather than pulling in the whole RDS SDK.
+//! already has through the SSM client, rather than pulling in the whole RDS SDK.
 
 use std::time::{Duration, SystemTime};
 
