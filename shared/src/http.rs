@@ -84,6 +84,59 @@ pub fn client_builder() -> reqwest::ClientBuilder {
         .user_agent(concat!("talkdesk-bridge/", env!("CARGO_PKG_VERSION")))
 }
 
+/// Where a connector reads its answers' bodies: one buffer kept from one answer to the next, so a page of
+/// megabytes is read into memory already allocated and touched instead of a fresh allocation each time,
+/// which reqwest's `bytes()` makes and copies every chunk into (page faults, heap consolidation and the copy
+/// were about a tenth of a 1000-user Zendesk page; perf, issue 14). Requests in flight together each get a
+/// buffer: the kept one to the first, a new one to the others.
+#[derive(Debug, Default)]
+pub struct BodyBuffer(Mutex<Vec<u8>>);
+
+/// The largest buffer kept between answers (bigger ones are freed once read).
+const BODY_BUFFER_KEPT_BYTES: usize = 8 << 20;
+
+impl BodyBuffer {
+    /// Reads `response`'s whole body.
+    pub async fn read(&self, mut response: reqwest::Response) -> Result<Body<'_>, reqwest::Error> {
+        let mut bytes = std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner));
+        bytes.clear();
+        if let Some(length) = response.content_length() {
+            bytes.reserve(usize::try_from(length).unwrap_or(0).min(BODY_BUFFER_KEPT_BYTES));
+        }
+        let mut body = Body { bytes, home: self };
+        while let Some(chunk) = response.chunk().await? {
+            body.bytes.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+}
+
+/// A body read by [`BodyBuffer::read`]; its buffer goes back when it is dropped.
+#[derive(Debug)]
+pub struct Body<'a> {
+    bytes: Vec<u8>,
+    home: &'a BodyBuffer,
+}
+
+impl std::ops::Deref for Body<'_> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl Drop for Body<'_> {
+    fn drop(&mut self) {
+        if self.bytes.capacity() <= BODY_BUFFER_KEPT_BYTES {
+            let mut kept = self.home.0.lock().unwrap_or_else(PoisonError::into_inner);
+            if kept.capacity() < self.bytes.capacity() {
+                *kept = std::mem::take(&mut self.bytes);
+            }
+        }
+    }
+}
+
 /// Decodes a JSON answer. The body is checked to be UTF-8 once, as a whole, and then parsed as text: parsing
 /// bytes checks each string on its own, which cost a sixth of a 1000-user Zendesk page's parse (perf, issue
 /// 14). A body that is not UTF-8 is parsed as bytes, for serde_json's own error.
@@ -357,6 +410,85 @@ mod tests {
             .unwrap();
         let answer = client.get(format!("https://127.0.0.1:{port}/")).send().await;
         assert_eq!(answer.map(|r| r.status().as_u16()).map_err(|e| e.to_string()), Ok(204));
+        server.abort();
+    }
+
+    /// A plain-HTTP server on 127.0.0.1 answering every request with `body` (chunked when `chunked`), over
+    /// keep-alive connections; its URL.
+    async fn body_server(body: Vec<u8>, chunked: bool) -> (String, tokio::task::JoinHandle<()>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let body = body.clone();
+                tokio::spawn(async move {
+                    let mut request = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while let Ok(n) = socket.read(&mut buf).await {
+                        if n == 0 {
+                            return;
+                        }
+                        request.extend_from_slice(&buf[..n]);
+                        if !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                            continue;
+                        }
+                        request.clear();
+                        let mut answer = Vec::new();
+                        if chunked {
+                            answer.extend_from_slice(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n");
+                            for part in body.chunks(7_000) {
+                                answer.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
+                                answer.extend_from_slice(part);
+                                answer.extend_from_slice(b"\r\n");
+                            }
+                            answer.extend_from_slice(b"0\r\n\r\n");
+                        } else {
+                            answer.extend_from_slice(format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len()).as_bytes());
+                            answer.extend_from_slice(&body);
+                        }
+                        if socket.write_all(&answer).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (url, task)
+    }
+
+    #[tokio::test]
+    async fn a_body_buffer_reads_whole_bodies_into_memory_it_keeps_for_the_next() {
+        let body: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let client = client_builder().build().unwrap();
+        let buffer = BodyBuffer::default();
+        for chunked in [false, true] {
+            let (url, server) = body_server(body.clone(), chunked).await;
+            let first = buffer.read(client.get(&url).send().await.unwrap()).await.unwrap();
+            assert!(*first == body[..], "chunked: {chunked}");
+            drop(first);
+            let kept = {
+                let kept = buffer.0.lock().unwrap();
+                assert!(kept.capacity() >= body.len(), "the first answer's memory is kept");
+                kept.as_ptr()
+            };
+            let second = buffer.read(client.get(&url).send().await.unwrap()).await.unwrap();
+            assert!(*second == body[..], "chunked: {chunked}");
+            assert_eq!(second.as_ptr(), kept, "the second answer is read into the kept memory");
+            // Two in flight at once: each gets its own buffer, and each body is whole.
+            let third = buffer.read(client.get(&url).send().await.unwrap()).await.unwrap();
+            assert!(*third == body[..] && *second == body[..]);
+            assert_ne!(third.as_ptr(), second.as_ptr());
+            drop((second, third));
+            server.abort();
+        }
+        // A body over the kept size is read whole and then freed, not kept.
+        let big = vec![b'x'; BODY_BUFFER_KEPT_BYTES + 1];
+        let (url, server) = body_server(big.clone(), false).await;
+        let read = buffer.read(client.get(&url).send().await.unwrap()).await.unwrap();
+        assert_eq!(read.len(), big.len());
+        drop(read);
+        assert!(buffer.0.lock().unwrap().capacity() <= BODY_BUFFER_KEPT_BYTES);
         server.abort();
     }
 

@@ -163,6 +163,7 @@ pub fn quota(headers: &http::HeaderMap) -> Option<Quota> {
 /// The HubSpot HTTP client shared by every invocation of a container.
 pub(crate) struct HubSpotHttp {
     client: reqwest::Client,
+    bodies: crate::http::BodyBuffer,
     base: String,
     request_timeout: Duration,
 }
@@ -181,6 +182,7 @@ impl HubSpotHttp {
             .build()?;
         Ok(HubSpotHttp {
             client,
+            bodies: crate::http::BodyBuffer::default(),
             base,
             request_timeout,
         })
@@ -277,7 +279,7 @@ impl HubSpotHttp {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, SystemTime::now()));
         let quota = quota(response.headers());
-        let body = response.bytes().await.map_err(|e| {
+        let body = self.bodies.read(response).await.map_err(|e| {
             if e.is_timeout() {
                 ConnectorError::Timeout { system: SYSTEM }
             } else {

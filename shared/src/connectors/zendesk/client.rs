@@ -177,6 +177,7 @@ pub fn quota(headers: &http::HeaderMap) -> Option<Quota> {
 /// The Zendesk HTTP client shared by every invocation of a container.
 pub(crate) struct ZendeskHttp {
     client: reqwest::Client,
+    bodies: crate::http::BodyBuffer,
     base_override: Option<String>,
     request_timeout: Duration,
 }
@@ -189,6 +190,7 @@ impl ZendeskHttp {
             .build()?;
         Ok(ZendeskHttp {
             client,
+            bodies: crate::http::BodyBuffer::default(),
             base_override,
             request_timeout,
         })
@@ -360,7 +362,7 @@ impl ZendeskHttp {
                 })
             }
         }
-        let body = response.bytes().await.map_err(|e| {
+        let body = self.bodies.read(response).await.map_err(|e| {
             if e.is_timeout() {
                 ConnectorError::Timeout { system: SYSTEM }
             } else {
