@@ -337,17 +337,20 @@ fn ordered(records: Vec<ContactRecord>) -> Vec<(SyncKey, ContactRecord)> {
     let mut keyed: Vec<(SyncKey, ContactRecord)> = records.into_iter().map(|r| (r.key(), r)).collect();
     keyed.sort_by(|a, b| a.0.cmp(&b.0));
     if keyed.len() > 1 {
-        let mut last_of: std::collections::HashMap<String, usize> = std::collections::HashMap::with_capacity(keyed.len());
+        // The ids are borrowed, not copied: a page is a thousand of them, and duplicates are rare.
+        let mut last_of: std::collections::HashMap<&str, usize> = std::collections::HashMap::with_capacity(keyed.len());
         for (i, (k, _)) in keyed.iter().enumerate() {
-            last_of.insert(k.id.clone(), i);
+            last_of.insert(k.id.as_str(), i);
         }
         if last_of.len() < keyed.len() {
-            let mut i = 0;
-            keyed.retain(|(k, _)| {
-                let keep = last_of.get(&k.id) == Some(&i);
-                i += 1;
-                keep
-            });
+            let keep: Vec<bool> = keyed
+                .iter()
+                .enumerate()
+                .map(|(i, (k, _))| last_of.get(k.id.as_str()) == Some(&i))
+                .collect();
+            drop(last_of);
+            let mut keep = keep.into_iter();
+            keyed.retain(|_| keep.next().unwrap_or(true));
         }
     }
     keyed
