@@ -480,8 +480,50 @@ struct Shared {
     inner: Mutex<Inner>,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
-    /// Since when at least one request is being served, and the total of such time before it.
-    busy: Mutex<(Option<std::time::Instant>, Duration)>,
+    /// Time spent serving requests, their answers' sending included.
+    busy: Mutex<Busy>,
+}
+
+/// When the fake was serving: from a request's arrival until the last byte of its answer was written to the
+/// socket. A handler returns its answer before hyper has written it, and a 1000-user export page (1.8 MB)
+/// takes about a millisecond to cross loopback: time a client spends waiting on Zendesk, not its own.
+#[derive(Default)]
+struct Busy {
+    /// Since when at least one request is being handled.
+    since: Option<std::time::Instant>,
+    /// The last period with no handler running that may still be sending: from its start, to the last
+    /// write to a connection so far.
+    sending: Option<(std::time::Instant, std::time::Instant)>,
+    /// Time with a handler running, and time after that still sending answers.
+    handling: Duration,
+    sent: Duration,
+}
+
+impl Busy {
+    fn handling(&mut self, now: std::time::Instant) {
+        self.close_sending();
+        self.since = Some(now);
+    }
+
+    fn handled(&mut self, now: std::time::Instant) {
+        if let Some(since) = self.since.take() {
+            self.handling += now - since;
+            self.sending = Some((now, now));
+        }
+    }
+
+    /// Bytes of an answer went to a socket.
+    fn wrote(&mut self, now: std::time::Instant) {
+        if let Some((_, last)) = &mut self.sending {
+            *last = now;
+        }
+    }
+
+    fn close_sending(&mut self) {
+        if let Some((from, last)) = self.sending.take() {
+            self.sent += last - from;
+        }
+    }
 }
 
 impl Shared {
@@ -524,10 +566,15 @@ impl FakeZendesk {
             }),
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
-            busy: Mutex::new((None, Duration::ZERO)),
+            busy: Mutex::new(Busy::default()),
         });
         let router = Router::new().fallback(handle).with_state(shared.clone());
-        let server = crate::server::Served::start(router, addr).await?;
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let sent = shared.clone();
+        let listener = crate::server::on_write(listener, move || {
+            sent.busy.lock().unwrap_or_else(|p| p.into_inner()).wrote(std::time::Instant::now());
+        });
+        let server = crate::server::Served::serve(listener, router)?;
         let addr = server.addr();
         Ok(FakeZendesk {
             addr,
@@ -609,8 +656,16 @@ impl FakeZendesk {
     /// Time during which at least one request was being served (what a client spent waiting on the
     /// fake), and resets it.
     pub fn take_busy(&self) -> Duration {
+        let (handling, sending) = self.take_busy_parts();
+        handling + sending
+    }
+
+    /// [`FakeZendesk::take_busy`] in two parts: time with a handler running, and time after it still
+    /// writing answers to sockets.
+    pub fn take_busy_parts(&self) -> (Duration, Duration) {
         let mut busy = self.shared.busy.lock().unwrap_or_else(|p| p.into_inner());
-        std::mem::take(&mut busy.1)
+        busy.close_sending();
+        (std::mem::take(&mut busy.handling), std::mem::take(&mut busy.sent))
     }
 
     /// Freezes the fake's clock (Unix seconds); users changed within a minute of it are not exported.
@@ -785,9 +840,7 @@ impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         let mut busy = self.0.busy.lock().unwrap_or_else(|p| p.into_inner());
         if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
-            if let Some(since) = busy.0.take() {
-                busy.1 += since.elapsed();
-            }
+            busy.handled(std::time::Instant::now());
         }
     }
 }
@@ -797,7 +850,7 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         let mut busy = shared.busy.lock().unwrap_or_else(|p| p.into_inner());
         let n = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         if n == 1 {
-            busy.0 = Some(std::time::Instant::now());
+            busy.handling(std::time::Instant::now());
         }
         n
     };
@@ -1307,6 +1360,23 @@ pub fn generate(opts: Generate) -> FakeData {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn busy_time_runs_until_the_last_byte_of_an_answer_is_written() {
+        let t0 = std::time::Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut b = Busy::default();
+        b.wrote(at(1)); // nothing being served: not counted
+        b.handling(at(2));
+        b.handled(at(10));
+        b.wrote(at(12));
+        b.wrote(at(15));
+        b.handling(at(20)); // the next request: the first answer was sent by then
+        b.wrote(at(25)); // while a handler runs, already counted
+        b.handled(at(30));
+        b.close_sending();
+        assert_eq!((b.handling, b.sent), (Duration::from_millis(18), Duration::from_millis(5)));
+    }
 
     #[test]
     fn export_cursor_matches_the_recorded_format() {
