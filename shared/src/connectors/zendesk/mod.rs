@@ -397,12 +397,12 @@ impl Connector for Zendesk {
         if !org_ids.is_empty() {
             orgs.extend(self.organizations(&creds, org_ids, Patience::Budget(query.budget)).await?);
         }
-        let mut identities = identities.map(mapping::identities_by_user).unwrap_or_default();
+        let mut identities = mapping::IdentitiesByUser::new(identities.unwrap_or_default());
         let agent_base = creds.agent_base();
         let records = live
             .into_iter()
             .map(|(user, updated_at)| {
-                let ids = identities.remove(&user.id).unwrap_or_default();
+                let ids = identities.of(user.id);
                 let company = user.organization_id.and_then(|o| orgs.get(&o).cloned().flatten());
                 ContactRecord {
                     updated_at,
