@@ -14,7 +14,7 @@ use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::connectors::LookupHits;
 use crate::sync::{PageStats, StopReason};
@@ -129,36 +129,42 @@ impl Invocation {
 
     /// The EMF document: the `_aws` metadata, the dimension values and one member per metric.
     pub fn to_emf(&self, timestamp_ms: i64) -> Value {
-        let definitions: Vec<Value> = METRICS.iter().map(|(name, unit, _)| json!({"Name": name, "Unit": unit})).collect();
-        let mut doc = Map::new();
-        doc.insert(
-            "_aws".into(),
-            json!({
-                "Timestamp": timestamp_ms,
-                "CloudWatchMetrics": [{
-                    "Namespace": NAMESPACE,
-                    "Dimensions": [["Function", "Connector"]],
-                    "Metrics": definitions,
-                }],
-            }),
-        );
-        doc.insert("Function".into(), json!(self.function));
-        doc.insert("Connector".into(), json!(self.connector));
-        for (name, _, read) in METRICS {
-            doc.insert((*name).into(), json!(read(self)));
-        }
-        // Properties: searchable in Logs Insights, not metrics.
-        doc.insert("StatusCode".into(), json!(self.status));
-        doc.insert("DurationMs".into(), json!(self.duration_ms));
-        if let Some(stop) = self.stop {
-            doc.insert("Stop".into(), json!(stop));
-        }
-        Value::Object(doc)
+        serde_json::from_str(&self.to_emf_line(timestamp_ms)).unwrap_or_default()
     }
 
-    /// The EMF document on one line.
+    /// The EMF document on one line, written straight into one string: building it as a `Value` first (a
+    /// map of 30 members, each key and value allocated) cost about 2 % of a 100-contact page (issue 14).
     pub fn to_emf_line(&self, timestamp_ms: i64) -> String {
-        self.to_emf(timestamp_ms).to_string()
+        use std::fmt::Write as _;
+        // What every line declares, the same for every invocation: written once.
+        static DIRECTIVE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let directive = DIRECTIVE.get_or_init(|| {
+            let definitions: Vec<Value> = METRICS.iter().map(|(name, unit, _)| json!({"Name": name, "Unit": unit})).collect();
+            json!([{
+                "Namespace": NAMESPACE,
+                "Dimensions": [["Function", "Connector"]],
+                "Metrics": definitions,
+            }])
+            .to_string()
+        });
+        let string = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
+        let mut line = String::with_capacity(directive.len() + 40 * METRICS.len() + 200);
+        let _ = write!(
+            line,
+            r#"{{"_aws":{{"Timestamp":{timestamp_ms},"CloudWatchMetrics":{directive}}},"Function":{},"Connector":{}"#,
+            string(self.function),
+            string(self.connector)
+        );
+        for (name, _, read) in METRICS {
+            let _ = write!(line, r#","{name}":{}"#, read(self));
+        }
+        // Properties: searchable in Logs Insights, not metrics.
+        let _ = write!(line, r#","StatusCode":{},"DurationMs":{}"#, self.status, self.duration_ms);
+        if let Some(stop) = self.stop.and_then(|s| serde_json::to_string(&s).ok()) {
+            let _ = write!(line, r#","Stop":{stop}"#);
+        }
+        line.push('}');
+        line
     }
 }
 
