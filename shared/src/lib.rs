@@ -10,6 +10,8 @@ pub mod config;
 pub mod connectors;
 pub mod error;
 pub mod http;
+pub mod json;
+pub mod lambda;
 pub mod lookup;
 pub mod metrics;
 pub mod phone;

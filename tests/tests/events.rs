@@ -1,6 +1,7 @@
-//! Every file in `events/` is a real API Gateway HTTP API (payload 2.0) event. Each one is parsed with
-//! `lambda_http::request::from_str` and handed to the real handler, as `sam local invoke` and
-//! `cargo lambda invoke` would, and its answer is checked.
+//! Every file in `events/` is a real API Gateway HTTP API (payload 2.0) event. Each one is parsed as the
+//! Lambda runtime parses an event, made a request by the functions' entry point (`bridge::lambda`) and
+//! handed to the real handler, as `sam local invoke` and `cargo lambda invoke` would; its answer is checked,
+//! and the proxy response the function sends for it.
 //!
 //! `cargo test -p bridge-tests --test events -- --ignored regenerate_events` rewrites the files (the
 //! tokens in them are signed with the sandbox's public development key).
@@ -12,6 +13,8 @@ use bridge::sync::position::micros;
 use bridge::sync::{CheckpointState, OffsetState, Position, SyncKey};
 use bridge_tests::sandbox_app;
 use chrono::{TimeZone, Utc};
+use lambda_http::request::LambdaRequest;
+use lambda_http::{Context, LambdaEvent};
 use serde_json::{json, Value};
 
 fn events_dir() -> PathBuf {
@@ -209,12 +212,18 @@ async fn every_sample_event_gets_its_expected_answer_from_the_real_handler() {
             "{}: routed to the wrong function",
             e.file
         );
-        let req = lambda_http::request::from_str(&text).unwrap_or_else(|err| panic!("{}: not an API Gateway event: {err}", e.file));
+        let payload: LambdaRequest =
+            serde_json::from_str(&text).unwrap_or_else(|err| panic!("{}: not an API Gateway event: {err}", e.file));
+        let req = bridge::lambda::request(LambdaEvent::new(payload, Context::default()));
         let resp = match e.function {
             "contacts" => contacts::handle(&app, req).await,
             _ => interactions::handle(&app, req).await,
         }
         .unwrap_or_else(|err| panic!("{}: handler error {err}", e.file));
+        let sent: Value = serde_json::to_value(bridge::lambda::envelope(resp.clone())).unwrap();
+        assert_eq!(sent["statusCode"], e.status, "{}", e.file);
+        assert_eq!(sent["body"], resp.body().as_str(), "{}", e.file);
+        assert_eq!(sent["headers"]["content-type"], "application/json", "{}", e.file);
         assert_eq!(resp.status().as_u16(), e.status, "{}: {}", e.file, resp.body());
         assert_eq!(resp.headers()["content-type"], "application/json");
         let body: Value = if resp.body().is_empty() && e.status == 204 {

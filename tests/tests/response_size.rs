@@ -14,7 +14,6 @@ use bridge::App;
 use bridge_tests::sandbox_app_with;
 use chrono::{TimeZone, Utc};
 use lambda_http::request::LambdaRequest;
-use lambda_http::tower::Service;
 use lambda_http::{Context, LambdaEvent};
 use serde_json::Value;
 
@@ -54,18 +53,11 @@ fn event(meta: &Value) -> LambdaRequest {
     serde_json::from_value(v).unwrap()
 }
 
-/// Invokes the real handler as the Lambda runtime would and returns the bytes it would send.
+/// Invokes the real handler through the functions' entry point and returns the bytes the runtime sends.
 async fn invoke(app: &Arc<App>, meta: &Value) -> Vec<u8> {
-    let handler = lambda_http::service_fn(|req: lambda_http::Request| {
-        let app = app.clone();
-        async move { contacts::handle(&app, req).await }
-    });
-    let mut adapter = lambda_http::Adapter::from(handler);
-    let response = adapter
-        .call(LambdaEvent::new(event(meta), Context::default()))
-        .await
-        .expect("the handler answers");
-    serde_json::to_vec(&response).expect("the runtime can serialize the response")
+    let req = bridge::lambda::request(LambdaEvent::new(event(meta), Context::default()));
+    let response = contacts::handle(app, req).await.expect("the handler answers");
+    serde_json::to_vec(&bridge::lambda::envelope(response)).expect("the runtime can serialize the response")
 }
 
 #[tokio::test(flavor = "current_thread")]

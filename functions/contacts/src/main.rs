@@ -1,4 +1,4 @@
-use lambda_http::{run, service_fn, Error};
+use lambda_http::Error;
 
 // One thread: Lambda sends an execution environment one request at a time, and a function's concurrency
 // (a lookup's searches, the SSM refresh, a database connection) is I/O, which one thread multiplexes. Worker
@@ -9,5 +9,5 @@ async fn main() -> Result<(), Error> {
     bridge::secrets::logging::init();
     // Configuration and clients are built once per container; a bad configuration fails INIT.
     let app = bridge::App::from_env().await?;
-    run(service_fn(|req| contacts::handle(&app, req))).await
+    bridge::lambda::run(|req| contacts::handle(&app, req)).await
 }

@@ -152,7 +152,9 @@ pub struct PageRequest<'a> {
 /// Bytes one contact adds to the Lambda response as sent: its JSON, plus a comma, with every character
 /// that JSON escapes counted as it is escaped again when the body is put in the proxy envelope as a string.
 pub fn wire_size(contact: &Contact) -> usize {
-    serde_json::to_vec(contact).map(|v| escaped_len(&v) + 1).unwrap_or(0)
+    let mut json = Vec::new();
+    contact.write_json(&mut json);
+    escaped_len(&json) + 1
 }
 
 /// A page's contacts, each serialised once, as it is admitted, into one buffer: the elements of the
@@ -168,17 +170,11 @@ pub struct ContactsJson {
 impl ContactsJson {
     /// Appends `contact`, and returns the bytes it adds to the response as sent ([`wire_size`]).
     pub fn push(&mut self, contact: &Contact) -> usize {
-        let start = self.json.len();
         if self.count > 0 {
             self.json.push(b',');
         }
         let at = self.json.len();
-        if serde_json::to_writer(&mut self.json, contact).is_err() {
-            // A `Contact` is strings and lists of strings: serialising it cannot fail. Leave nothing half
-            // written if it ever did.
-            self.json.truncate(start);
-            return 0;
-        }
+        contact.write_json(&mut self.json);
         self.count += 1;
         escaped_len(&self.json[at..]) + 1
     }
@@ -225,48 +221,7 @@ struct Snapshot {
     count: usize,
 }
 
-/// Length of `json` once embedded as a JSON string (serde_json's escaping: `"` and `\` take two bytes,
-/// `\n`, `\r`, `\t`, `\b`, `\f` two, other control characters six; everything else, UTF-8 included, as is).
-///
-/// Eight bytes at a time: every contact of a page is measured, and a byte-by-byte count was 3 % of a
-/// 1000-contact page (perf, issue 14; the release profile optimises for size, which leaves loops
-/// unvectorised). A word holding a control character, which JSON text only has inside escapes, is counted
-/// byte by byte.
-pub fn escaped_len(json: &[u8]) -> usize {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    // The high bit of each byte of `x` that equals `byte`, exactly (no carry between bytes).
-    let equal = |x: u64, byte: u8| {
-        let t = x ^ (ONES * u64::from(byte));
-        !(((t & LOW7) + LOW7) | t) & HIGH
-    };
-    let mut len = json.len();
-    let mut words = json.chunks_exact(8);
-    for word in &mut words {
-        let x = u64::from_le_bytes(word.try_into().unwrap_or_default());
-        len += (equal(x, b'"') | equal(x, b'\\')).count_ones() as usize;
-        // The high bit of each byte below 0x20.
-        let control = !(((x & LOW7) + ONES * (0x80 - 0x20)) | x) & HIGH;
-        if control != 0 {
-            len += word.iter().map(|&b| control_extra(b)).sum::<usize>();
-        }
-    }
-    len + words
-        .remainder()
-        .iter()
-        .map(|&b| usize::from(b == b'"' || b == b'\\') + control_extra(b))
-        .sum::<usize>()
-}
-
-/// What escaping adds to a control character (`\n` and its kind one byte, the rest five); 0 for others.
-fn control_extra(b: u8) -> usize {
-    match b {
-        b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 1,
-        0x00..=0x1f => 5,
-        _ => 0,
-    }
-}
+pub use crate::json::escaped_len;
 
 /// Where the stream stands while a page is filled.
 struct Cursor {
@@ -659,25 +614,6 @@ pub fn strictly_ascending(keys: &[SyncKey]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn escaped_len_is_the_length_serde_json_escapes_to() {
-        let escaped = |text: &str| serde_json::to_string(text).unwrap().len() - 2;
-        // Every ASCII character at every position of a word and in the remainder, and UTF-8 around them.
-        for c in (0u8..0x80).map(char::from).chain(['é', '€', '😀']) {
-            for at in 0..17 {
-                let text: String = (0..19).map(|i| if i == at { c } else { 'a' }).collect();
-                assert_eq!(escaped_len(text.as_bytes()), escaped(&text), "{c:?} at {at}");
-            }
-        }
-        let mixed = "{\"name\":\"Zoë \\\"Z\\\" O'Neil\",\"notes\":\"a\\nb\\tc\u{1}\u{1f}\u{7f}\",\"t\":\"\\\\\"}";
-        for end in 0..=mixed.len() {
-            if let Some(prefix) = mixed.get(..end) {
-                assert_eq!(escaped_len(prefix.as_bytes()), escaped(prefix), "{prefix:?}");
-            }
-        }
-        assert_eq!(escaped_len(b""), 0);
-    }
 
     #[test]
     fn a_contact_is_counted_as_it_is_sent_escaped_inside_the_proxy_envelope() {
