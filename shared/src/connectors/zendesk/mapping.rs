@@ -369,8 +369,11 @@ pub fn contact(user: User, identities: &mut [Identity], company: Option<String>,
         _ => None,
     };
     let uf = parsed.as_ref();
-    let mut emails: Vec<String> = user.email.into_iter().collect();
-    let mut phones: Vec<String> = user.phone.into_iter().collect();
+    // Room for every identity: no regrowth per contact.
+    let mut emails: Vec<String> = Vec::with_capacity(usize::from(user.email.is_some()) + identities.len());
+    emails.extend(user.email);
+    let mut phones: Vec<String> = Vec::with_capacity(usize::from(user.phone.is_some()) + identities.len());
+    phones.extend(user.phone);
     let mut twitter_identity = None;
     for identity in identities {
         let Some(value) = identity.value.clone() else { continue };
