@@ -51,7 +51,7 @@ pub struct User {
     #[serde(default)]
     pub phone: Option<String>,
     #[serde(default)]
-    pub role: Option<String>,
+    pub role: Option<Role>,
     /// `false` once the user has been deleted.
     #[serde(default = "yes")]
     pub active: bool,
@@ -72,6 +72,19 @@ pub struct User {
 
 fn yes() -> bool {
     true
+}
+
+/// `user.role`. Read as a word rather than a string: a page of users allocated one string per user for it
+/// (issue 14). Agents with a custom role are `agent` (the role itself is `custom_role_id`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    EndUser,
+    Agent,
+    Admin,
+    /// A role this bridge does not know: staff, never taken for an end-user.
+    #[serde(other)]
+    Other,
 }
 
 /// Zendesk's timestamps, which it writes as `YYYY-MM-DDTHH:MM:SSZ`: that shape is read directly, anything
@@ -156,11 +169,23 @@ pub struct Identity {
     pub id: u64,
     pub user_id: u64,
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: IdentityKind,
     #[serde(default)]
     pub value: Option<String>,
     #[serde(default)]
     pub primary: bool,
+}
+
+/// An identity's `type`, as a word (one string per identity was allocated for it, issue 14).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdentityKind {
+    Email,
+    PhoneNumber,
+    Twitter,
+    /// `facebook`, `google`, `agent_forwarding`, `sdk`, `messaging` and any later kind: not mapped.
+    #[serde(other)]
+    Other,
 }
 
 /// One page of `GET /api/v2/incremental/users/cursor`.
@@ -294,7 +319,7 @@ pub fn agent(user: &User) -> Result<Agent, NotAnAgent> {
     if !user.active || user.suspended {
         return Err(NotAnAgent::Inactive);
     }
-    if !matches!(user.role.as_deref(), Some("agent" | "admin")) {
+    if !matches!(user.role, Some(Role::Agent | Role::Admin)) {
         return Err(NotAnAgent::EndUser);
     }
     let email = user
@@ -341,7 +366,7 @@ pub fn skip_reason(user: &User, include_staff: bool) -> Option<Skip> {
         Some(Skip::Deleted)
     } else if user.suspended {
         Some(Skip::Suspended)
-    } else if !include_staff && user.role.as_deref().is_some_and(|r| r != "end-user") {
+    } else if !include_staff && user.role.is_some_and(|r| r != Role::EndUser) {
         Some(Skip::Staff)
     } else {
         None
@@ -377,10 +402,10 @@ pub fn contact(user: User, identities: &mut [Identity], company: Option<String>,
     let mut twitter_identity = None;
     for identity in identities {
         let Some(value) = identity.value.clone() else { continue };
-        match identity.kind.as_str() {
-            "email" => emails.push(value),
-            "phone_number" => phones.push(value),
-            "twitter" if twitter_identity.is_none() => twitter_identity = Some(value),
+        match identity.kind {
+            IdentityKind::Email => emails.push(value),
+            IdentityKind::PhoneNumber => phones.push(value),
+            IdentityKind::Twitter if twitter_identity.is_none() => twitter_identity = Some(value),
             _ => {}
         }
     }
@@ -627,10 +652,22 @@ mod tests {
         let u =
             user(json!({"id": 7, "name": null, "email": null, "user_fields": {"job_title": "CTO"}, "updated_at": "2024-01-02T03:04:05Z"}));
         let tw: Identity = serde_json::from_value(json!({"id": 9, "user_id": 7, "type": "twitter", "value": "joe"})).unwrap();
-        let c = contact(u, &mut [tw], None, &UserFieldMap::default(), "https://x.zendesk.com");
+        // Kinds the bridge does not map are read and left out, whatever their value looks like.
+        let other = |kind: &str| -> Identity {
+            serde_json::from_value(json!({"id": 10, "user_id": 7, "type": kind, "value": "+15550100@example.com"})).unwrap()
+        };
+        let mut identities = [other("facebook"), other("messaging"), other("a_kind_zendesk_adds_later"), tw];
+        let c = contact(u, &mut identities, None, &UserFieldMap::default(), "https://x.zendesk.com");
         assert_eq!(
-            (c.title, c.address, c.twitter.as_deref(), c.name.as_str()),
-            (None, None, Some("joe"), "7")
+            (
+                c.title,
+                c.address,
+                c.twitter.as_deref(),
+                c.name.as_str(),
+                c.emails.len(),
+                c.phones.len()
+            ),
+            (None, None, Some("joe"), "7", 0, 0)
         );
     }
 
@@ -700,6 +737,9 @@ mod tests {
         assert_eq!(skip_reason(&with("role", json!("agent")), false), Some(Skip::Staff));
         assert_eq!(skip_reason(&with("role", json!("admin")), false), Some(Skip::Staff));
         assert_eq!(skip_reason(&with("role", json!("admin")), true), None);
+        // A role the bridge does not know is staff, not a customer.
+        assert_eq!(skip_reason(&with("role", json!("light-agent")), false), Some(Skip::Staff));
+        assert_eq!(skip_reason(&with("role", Value::Null), false), None);
     }
 
     #[test]

@@ -46,7 +46,7 @@ pub mod settings;
 
 use client::{Op, Patience, ZendeskHttp, SYSTEM};
 pub use credentials::{valid_subdomain, Credentials};
-use mapping::{ExportPage, Identities, Me, NotAnAgent, Organizations, Skip, TicketPage, User, UserPage, Users};
+use mapping::{ExportPage, Identities, IdentityKind, Me, NotAnAgent, Organizations, Skip, TicketPage, User, UserPage, Users};
 pub use settings::{UserFieldMap, ZendeskConfig};
 
 /// Zendesk's largest export page.
@@ -455,9 +455,9 @@ impl Connector for Zendesk {
         let path = format!("/api/v2/users/{user_id}/identities");
         let found: Option<Identities> = self.http.get(&creds, &path, &[], Op::Identities, Patience::Brief(budget)).await?;
         for identity in found.map(|f| f.identities).unwrap_or_default() {
-            match (identity.kind.as_str(), identity.value) {
-                ("email", Some(v)) => candidate.emails.push(v),
-                ("phone_number", Some(v)) => candidate.phones.push(v),
+            match (identity.kind, identity.value) {
+                (IdentityKind::Email, Some(v)) => candidate.emails.push(v),
+                (IdentityKind::PhoneNumber, Some(v)) => candidate.phones.push(v),
                 _ => {}
             }
         }
