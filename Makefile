@@ -11,6 +11,7 @@
 #   make api-fuzz   schemathesis (all checks, API_FUZZ_EXAMPLES per operation) against the local bridge
 #   make bench      release build, then BENCHMARKS.md from the real binaries under a local Runtime API
 #                   (against the fake Zendesk and a throwaway PostgreSQL)
+#   make pgo-profiles  remake pgo/*.profdata, the profiles release builds are optimised with
 #   make fuzz       the request/token fuzzer for FUZZ_ITERATIONS inputs (default 1,000,000), release build
 #   make faults     the randomized upstream-fault suite alone, with its counts (FAULT_SCHEDULES=n)
 #
@@ -44,7 +45,7 @@ RUN_STAMP := $(VENV)/.run-tools
 ALL_STAMP := $(VENV)/.all-tools
 NPM_STAMP := $(TOOLS)/node_modules/.installed
 
-.PHONY: help run invoke test check-template postgres-server lint sam-build venv tools clean-tools bench fuzz faults \
+.PHONY: help run invoke test check-template postgres-server lint sam-build venv tools clean-tools bench pgo-profiles fuzz faults \
 	api-fuzz talkdesk-config
 
 help:
@@ -180,13 +181,20 @@ lint:
 
 # ---------------------------------------------------------------- build for AWS
 
+# Profile-guided optimisation (pgo/README.md): release builds of contacts and interactions use
+# pgo/<target>.profdata when it is there; `make pgo-profiles` remakes both profiles.
+HOST_TARGET := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
+pgo-use = $(if $(wildcard pgo/$(1).profdata),-Cprofile-use=$(CURDIR)/pgo/$(1).profdata)
+
 # Both arm64 bootstrap files into .aws-sam/build, with cargo-lambda cross-compiling through zig
 # (no Docker). Options (parallel; no SAM cache, see the comment there) come from samconfig.toml.
+# Optimised with pgo/aarch64-unknown-linux-gnu.profdata. RUSTFLAGS replaces the rustflags
+# cargo-lambda gives cargo (`--config build.rustflags`, the Graviton CPU), so it names that CPU again.
 sam-build: venv
 	@rustup target list --installed | grep -qx aarch64-unknown-linux-gnu \
 	  || rustup target add aarch64-unknown-linux-gnu
 	@start=$$(date +%s); \
-	sam build --config-env $(SAM_ENV); \
+	RUSTFLAGS="-Ctarget-cpu=neoverse-n1 $(call pgo-use,aarch64-unknown-linux-gnu)" sam build --config-env $(SAM_ENV); \
 	echo "sam build took $$(( $$(date +%s) - start )) s"
 	@file .aws-sam/build/ContactsFunction/bootstrap .aws-sam/build/InteractionsFunction/bootstrap 2>/dev/null \
 	  || ls -l .aws-sam/build/ContactsFunction/bootstrap .aws-sam/build/InteractionsFunction/bootstrap
@@ -198,9 +206,15 @@ FUZZ_ITERATIONS ?= 1000000
 # moto_server (from the venv) gives the SSM-prefetch cold-init figures; without it they are skipped.
 # moto_server (for the SSM-prefetch cold starts) comes from the venv.
 bench: $(ALL_STAMP) postgres-server
-	cargo build --release -p contacts -p interactions
+	RUSTFLAGS="$(call pgo-use,$(HOST_TARGET))" \
+	  cargo build --release --target $(HOST_TARGET) --bin contacts --bin interactions
 	cargo build --release -p bridge-tests --bin bench --bin hello-lambda
-	target/release/bench --out BENCHMARKS.md
+	target/release/bench --out BENCHMARKS.md --bin-dir target/$(HOST_TARGET)/release \
+	  --hello target/release/hello-lambda $(if $(call pgo-use,$(HOST_TARGET)),--pgo pgo/$(HOST_TARGET).profdata)
+
+# Remakes pgo/*.profdata from the quick bench run through instrumented builds (pgo/README.md: when).
+pgo-profiles: $(ALL_STAMP) postgres-server
+	pgo/train
 
 fuzz:
 	FUZZ_ITERATIONS=$(FUZZ_ITERATIONS) cargo test --release -p bridge-tests --test fuzz -- --nocapture

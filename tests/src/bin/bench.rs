@@ -1,7 +1,8 @@
 //! `make bench`: runs the real release binaries under the local Lambda Runtime API emulator against the
 //! fake Zendesk (and moto_server for SSM) and writes a Markdown report of what users pay for.
 //!
-//! Usage: `bench [--out BENCHMARKS.md] [--bin-dir target/release] [--quick] [--only SECTION]...`, where
+//! Usage: `bench [--out BENCHMARKS.md] [--bin-dir target/release] [--hello PATH] [--pgo PROFILE] [--quick]
+//! [--only SECTION]...`, where
 //! SECTION is `cold-init`, `warm`, `screen-pop`, `full-sync`, `load`, `postgres` or `hubspot`. With `--only`, the
 //! report is printed and written only when `--out` is given (so a partial run never replaces BENCHMARKS.md).
 //! Figures only: nothing here asserts a timing. `--only postgres` runs the PostgreSQL section alone (a
@@ -25,6 +26,10 @@ const HISTORY_HEADING: &str = "## Before and after";
 struct Args {
     out: Option<PathBuf>,
     bin_dir: PathBuf,
+    /// The hello-world baseline; `<bin_dir>/hello-lambda` unless given.
+    hello: Option<PathBuf>,
+    /// The profile the functions in `bin_dir` were optimised with, for the report (`make bench`).
+    pgo: Option<String>,
     quick: bool,
     /// Sections to run; empty means all.
     only: Vec<String>,
@@ -34,6 +39,14 @@ struct Args {
 const SECTIONS: &[&str] = &["cold-init", "warm", "screen-pop", "full-sync", "load", "postgres", "hubspot"];
 
 impl Args {
+    /// The path of one of the binaries the bench runs.
+    fn bin(&self, name: &str) -> PathBuf {
+        match (&self.hello, name) {
+            (Some(hello), "hello-lambda") => hello.clone(),
+            _ => self.bin_dir.join(name),
+        }
+    }
+
     fn runs(&self, section: &str) -> bool {
         self.only.is_empty() || self.only.iter().any(|s| s == section)
     }
@@ -44,6 +57,8 @@ fn args() -> Args {
     let mut a = Args {
         out: None,
         bin_dir: root.join("target/release"),
+        hello: None,
+        pgo: None,
         quick: false,
         only: vec![],
     };
@@ -52,6 +67,8 @@ fn args() -> Args {
         match flag.as_str() {
             "--out" => a.out = it.next().map(PathBuf::from).or(a.out),
             "--bin-dir" => a.bin_dir = it.next().map(PathBuf::from).unwrap_or(a.bin_dir),
+            "--hello" => a.hello = it.next().map(PathBuf::from).or(a.hello),
+            "--pgo" => a.pgo = it.next().or(a.pgo),
             "--quick" => a.quick = true,
             "--only" => match it.next() {
                 Some(section) if SECTIONS.contains(&section.as_str()) => a.only.push(section),
@@ -302,7 +319,7 @@ async fn cold_init(a: &Args, r: &mut Report, fake: &FakeZendesk, rss: &mut Vec<(
         for (i, (bin, name)) in bins.iter().enumerate() {
             let sandbox = name.ends_with("(sandbox)");
             let env = if *bin == "hello-lambda" || sandbox { vec![] } else { env.clone() };
-            match Function::start(&a.bin_dir.join(bin), bin, &env).await {
+            match Function::start(&a.bin(bin), bin, &env).await {
                 Ok(mut f) => {
                     samples[i].push(ms(f.init));
                     if sandbox && *bin == "contacts" {
@@ -404,7 +421,7 @@ async fn cold_init(a: &Args, r: &mut Report, fake: &FakeZendesk, rss: &mut Vec<(
             if let Some(took) = bare_call(moto.ssm_client()).await {
                 bare.push(took);
             }
-            match Function::start(&a.bin_dir.join(bin), bin, &env).await {
+            match Function::start(&a.bin(bin), bin, &env).await {
                 Ok(mut f) => {
                     if i == 0 && with_ssm[0].is_empty() {
                         // The secrets really came from SSM: a page signs tokens with the SSM key.
@@ -486,7 +503,7 @@ async fn warm(a: &Args, r: &mut Report, rss: &mut Vec<(String, u64)>) {
             fake.set_latency(Duration::from_millis(latency));
             let page_s = page.to_string();
             let env = zendesk_env(&fake, &[("BRIDGE_PAGE_SIZE", page_s.as_str())]);
-            let f = match Function::start(&a.bin_dir.join("contacts"), "contacts", &env).await {
+            let f = match Function::start(&a.bin("contacts"), "contacts", &env).await {
                 Ok(f) => f,
                 Err(e) => {
                     r.line(format!("| {page} | {latency} ms | failed: {e} | | | | | | | |"));
@@ -533,7 +550,7 @@ async fn warm(a: &Args, r: &mut Report, rss: &mut Vec<(String, u64)>) {
     fake.set_latency(Duration::ZERO);
     r.line("");
     // The floor under every row: the runtime's and the emulator's share of an invocation.
-    if let Ok(hello) = Function::start(&a.bin_dir.join("hello-lambda"), "hello-lambda", &[]).await {
+    if let Ok(hello) = Function::start(&a.bin("hello-lambda"), "hello-lambda", &[]).await {
         let mut billed = vec![];
         for _ in 0..=reps {
             if let Ok((200, _, _, b)) = hello.call_billed("/hello", &json!({})).await {
@@ -596,7 +613,7 @@ async fn one_full_sync(
     let fake = FakeZendesk::start(data).await.map_err(|e| e.to_string())?;
     fake.set_export_rate_limit(limit);
     let env = zendesk_env(&fake, &[]);
-    let f = Function::start(&a.bin_dir.join("contacts"), "contacts", &env).await?;
+    let f = Function::start(&a.bin("contacts"), "contacts", &env).await?;
     let started = Instant::now();
     let mut offset: Option<String> = None;
     let mut fig = SyncFigures {
@@ -819,7 +836,7 @@ async fn screen_pop(a: &Args, r: &mut Report, rss: &mut Vec<(String, u64)>) {
     let fake = FakeZendesk::start(data).await.expect("fake zendesk starts");
     fake.set_latency(POP_LATENCY);
     let env = zendesk_env(&fake, &[]);
-    let f = match Function::start(&a.bin_dir.join("interactions"), "interactions", &env).await {
+    let f = match Function::start(&a.bin("interactions"), "interactions", &env).await {
         Ok(f) => f,
         Err(e) => {
             r.line(format!("failed to start: {e}"));
@@ -1068,7 +1085,7 @@ async fn postgres(a: &Args, r: &mut Report, rss: &mut Vec<(String, u64)>) {
     }
     let copy_wall = median(copy_times);
 
-    let f = match Function::start(&a.bin_dir.join("contacts"), "contacts", &env).await {
+    let f = match Function::start(&a.bin("contacts"), "contacts", &env).await {
         Ok(f) => f,
         Err(e) => {
             r.line(format!("contacts failed to start: {e}"));
@@ -1109,7 +1126,7 @@ async fn postgres(a: &Args, r: &mut Report, rss: &mut Vec<(String, u64)>) {
     // Lookups of sampled contacts, each identifier kind on its own.
     let samples: Vec<&bridge::connectors::sandbox::SandboxContact> =
         data.contacts.iter().filter(|c| sampled.contains(&c.contact.id)).collect();
-    let interactions = match Function::start(&a.bin_dir.join("interactions"), "interactions", &env).await {
+    let interactions = match Function::start(&a.bin("interactions"), "interactions", &env).await {
         Ok(f) => f,
         Err(e) => {
             r.line(format!("interactions failed to start: {e}"));
@@ -1202,10 +1219,10 @@ async fn main() {
         needed.extend(["contacts", "interactions"]);
     }
     for bin in needed {
-        if !a.bin_dir.join(bin).exists() {
+        if !a.bin(bin).exists() {
             eprintln!(
                 "{} is missing: run `cargo build --release -p contacts -p interactions -p bridge-tests` first (make bench does)",
-                a.bin_dir.join(bin).display()
+                a.bin(bin).display()
             );
             std::process::exit(2);
         }
@@ -1216,6 +1233,14 @@ async fn main() {
     r.line("Written by `make bench` (`tests/src/bin/bench.rs`): the release binaries, unmodified, under a local Lambda Runtime API emulator (`tests/src/runtime_emulator.rs`) on 127.0.0.1, against the fake Zendesk and a throwaway PostgreSQL. Figures from one run on one machine; they are not asserted anywhere.");
     r.line("");
     r.line(format!("Machine: {}.", machine()));
+    r.line(match &a.pgo {
+        Some(profile) => format!(
+            "contacts and interactions: release builds optimised with the profile `{profile}` (profile-guided \
+             optimisation, `pgo/README.md`), as `make sam-build` builds them for arm64 with its own; hello-lambda: a plain \
+             release build."
+        ),
+        None => "contacts, interactions and hello-lambda: release builds, without a profile.".to_string(),
+    });
     r.line(format!("Date: {}.", chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")));
     r.line("");
     let mut rss: Vec<(String, u64)> = vec![];
@@ -1250,7 +1275,7 @@ async fn main() {
     }
 
     // Peak RSS of an idle hello-world for reference.
-    if let Ok(mut f) = Function::start(&a.bin_dir.join("hello-lambda"), "hello-lambda", &[]).await {
+    if let Ok(mut f) = Function::start(&a.bin("hello-lambda"), "hello-lambda", &[]).await {
         let _ = f.call("/hello", &json!({})).await;
         if let Some(kib) = f.peak_rss_kib() {
             rss.push(("hello-lambda (one invocation)".into(), kib));
@@ -1268,16 +1293,17 @@ async fn main() {
     r.line("## Binary sizes");
     r.line("");
     r.line(
-        "Host (x86_64) release builds with the workspace's `[profile.release]`; `sam build` (`make sam-build`) ships the same \
-         code cross-compiled for arm64 as `bootstrap`, zipped (deflate, as SAM uploads it) into the deployment package. \
-         The arm64 rows appear when `.aws-sam/build` holds a build.",
+        "Host (x86_64) release builds with the workspace's `[profile.release]` (and the functions with the profile named \
+         above); `make sam-build` ships the same code cross-compiled for arm64 as `bootstrap`, with the arm64 profile, \
+         zipped (deflate, as SAM uploads it) into the deployment package. The arm64 rows appear when `.aws-sam/build` \
+         holds a build.",
     );
     r.line("");
     r.line("| binary | size (MiB) | zipped (MB) |");
     r.line("|---|---:|---:|");
     let mut files: Vec<(String, PathBuf)> = ["contacts", "interactions", "hello-lambda"]
         .iter()
-        .map(|b| (b.to_string(), a.bin_dir.join(b)))
+        .map(|b| (b.to_string(), a.bin(b)))
         .collect();
     for (name, dir) in [("ContactsFunction", "contacts"), ("InteractionsFunction", "interactions")] {
         let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../.aws-sam/build/{name}/bootstrap"));
@@ -1326,7 +1352,7 @@ async fn hubspot(a: &Args, r: &mut Report, rss: &mut Vec<(String, u64)>) {
     let mut env: Vec<(String, String)> = hs::app_pairs(&fake.base_url());
     env.push(("BRIDGE_ALLOW_UNAUTHENTICATED".into(), "true".into()));
     env.push(("AWS_LAMBDA_FUNCTION_TIMEOUT".into(), "29".into()));
-    let f = match Function::start(&a.bin_dir.join("contacts"), "contacts", &env).await {
+    let f = match Function::start(&a.bin("contacts"), "contacts", &env).await {
         Ok(f) => f,
         Err(e) => {
             r.line(format!("failed to start: {e}"));
@@ -1431,7 +1457,7 @@ async fn hubspot(a: &Args, r: &mut Report, rss: &mut Vec<(String, u64)>) {
     fake.set_latency(POP_LATENCY);
     let mut env: Vec<(String, String)> = hs::app_pairs(&fake.base_url());
     env.push(("BRIDGE_ALLOW_UNAUTHENTICATED".into(), "true".into()));
-    let f = match Function::start(&a.bin_dir.join("interactions"), "interactions", &env).await {
+    let f = match Function::start(&a.bin("interactions"), "interactions", &env).await {
         Ok(f) => f,
         Err(e) => {
             r.line(format!("failed to start: {e}"));
