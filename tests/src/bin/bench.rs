@@ -487,7 +487,9 @@ async fn warm(a: &Args, r: &mut Report, rss: &mut Vec<(String, u64)>) {
          the time the fake Zendesk was serving a request of this invocation, from the request's arrival to the last \
          byte of its answer written to the socket (a 1000-user export page is 1.8 MB, about a millisecond on \
          loopback). Function CPU: the CPU time the function \
-         process used per invocation (all its threads, mean)."
+         process used per invocation (all its threads, mean). The one-contact page is the floor under the other \
+         rows: what an invocation costs whatever its size (the runtime's round trips, the request upstream, the \
+         token), and, at 50 ms upstream, what the same work costs after the process has waited idle."
     ));
     r.line("");
     r.line("| page size | upstream latency | median function time (ms) | median upstream wait (ms) | of which sending its answer (ms) | bridge time (ms) | bridge % | function CPU (ms) | upstream requests | response bytes |");
@@ -498,7 +500,7 @@ async fn warm(a: &Args, r: &mut Report, rss: &mut Vec<(String, u64)>) {
         latest: chrono::Utc::now().timestamp() - 7_200,
     });
     let fake = FakeZendesk::start(data).await.expect("fake zendesk starts");
-    for page in [100usize, 1000] {
+    for page in [1usize, 100, 1000] {
         for latency in [0u64, 50] {
             fake.set_latency(Duration::from_millis(latency));
             let page_s = page.to_string();
