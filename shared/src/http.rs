@@ -84,13 +84,11 @@ pub fn client_builder() -> reqwest::ClientBuilder {
         .user_agent(concat!("talkdesk-bridge/", env!("CARGO_PKG_VERSION")))
 }
 
-/// Where a connector reads its answers' bodies. An answer that comes in one chunk (hyper read all of it with
-/// its headers, as a page of a hundred users does) is used as it came, without a copy. An answer in several
-/// chunks is gathered into one buffer kept from one answer to the next, so a page of megabytes is read into
-/// memory already allocated and touched instead of a fresh allocation each time, which reqwest's `bytes()`
-/// makes and copies every chunk into (page faults, heap consolidation and the copy were about a tenth of a
-/// 1000-user Zendesk page; perf, issue 14). Requests in flight together each get a buffer: the kept one to
-/// the first, a new one to the others.
+/// Where a connector reads its answers' bodies: one buffer kept from one answer to the next, so a page of
+/// megabytes is read into memory already allocated and touched instead of a fresh allocation each time,
+/// which reqwest's `bytes()` makes and copies every chunk into (page faults, heap consolidation and the copy
+/// were about a tenth of a 1000-user Zendesk page; perf, issue 14). Requests in flight together each get a
+/// buffer: the kept one to the first, a new one to the others.
 #[derive(Debug, Default)]
 pub struct BodyBuffer(Mutex<Vec<u8>>);
 
@@ -100,38 +98,22 @@ const BODY_BUFFER_KEPT_BYTES: usize = 8 << 20;
 impl BodyBuffer {
     /// Reads `response`'s whole body.
     pub async fn read(&self, mut response: reqwest::Response) -> Result<Body<'_>, reqwest::Error> {
-        let Some(first) = response.chunk().await? else {
-            return Ok(Body::Chunk(Box::new([0u8; 0])));
-        };
-        let Some(second) = response.chunk().await? else {
-            return Ok(Body::Chunk(Box::new(first)));
-        };
         let mut bytes = std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner));
         bytes.clear();
         if let Some(length) = response.content_length() {
             bytes.reserve(usize::try_from(length).unwrap_or(0).min(BODY_BUFFER_KEPT_BYTES));
         }
-        bytes.extend_from_slice(&first);
-        bytes.extend_from_slice(&second);
-        drop((first, second));
-        let mut body = Kept { bytes, home: self };
+        let mut body = Body { bytes, home: self };
         while let Some(chunk) = response.chunk().await? {
             body.bytes.extend_from_slice(&chunk);
         }
-        Ok(Body::Kept(body))
+        Ok(body)
     }
 }
 
-/// A body read by [`BodyBuffer::read`].
-pub enum Body<'a> {
-    /// The answer's only chunk, as hyper read it (a `bytes::Bytes`, which this crate does not name).
-    Chunk(Box<dyn AsRef<[u8]> + Send + Sync>),
-    /// Chunks gathered into the kept buffer, which goes back when the body is dropped.
-    Kept(Kept<'a>),
-}
-
-/// A buffer borrowed from a [`BodyBuffer`].
-pub struct Kept<'a> {
+/// A body read by [`BodyBuffer::read`]; its buffer goes back when it is dropped.
+#[derive(Debug)]
+pub struct Body<'a> {
     bytes: Vec<u8>,
     home: &'a BodyBuffer,
 }
@@ -140,20 +122,11 @@ impl std::ops::Deref for Body<'_> {
     type Target = [u8];
 
     fn deref(&self) -> &[u8] {
-        match self {
-            Body::Chunk(chunk) => (**chunk).as_ref(),
-            Body::Kept(kept) => &kept.bytes,
-        }
+        &self.bytes
     }
 }
 
-impl std::fmt::Debug for Body<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Body").field("len", &self.len()).finish_non_exhaustive()
-    }
-}
-
-impl Drop for Kept<'_> {
+impl Drop for Body<'_> {
     fn drop(&mut self) {
         if self.bytes.capacity() <= BODY_BUFFER_KEPT_BYTES {
             let mut kept = self.home.0.lock().unwrap_or_else(PoisonError::into_inner);
@@ -485,64 +458,37 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_body_buffer_gathers_chunks_into_memory_it_keeps_for_the_next() {
+    async fn a_body_buffer_reads_whole_bodies_into_memory_it_keeps_for_the_next() {
         let body: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
         let client = client_builder().build().unwrap();
         let buffer = BodyBuffer::default();
-        // Chunked in 7,000-byte chunks: always several chunks, so always the kept buffer.
-        let (url, server) = body_server(body.clone(), true).await;
-        let first = buffer.read(client.get(&url).send().await.unwrap()).await.unwrap();
-        assert!(*first == body[..]);
-        assert!(matches!(first, Body::Kept(_)), "{first:?}");
-        drop(first);
-        let kept = {
-            let kept = buffer.0.lock().unwrap();
-            assert!(kept.capacity() >= body.len(), "the first answer's memory is kept");
-            kept.as_ptr()
-        };
-        let second = buffer.read(client.get(&url).send().await.unwrap()).await.unwrap();
-        assert!(*second == body[..]);
-        assert_eq!(second.as_ptr(), kept, "the second answer is read into the kept memory");
-        // Two in flight at once: each gets its own buffer, and each body is whole.
-        let third = buffer.read(client.get(&url).send().await.unwrap()).await.unwrap();
-        assert!(*third == body[..] && *second == body[..]);
-        assert_ne!(third.as_ptr(), second.as_ptr());
-        drop((second, third));
-        server.abort();
-        // With a length, in one chunk or several as it arrives: whole either way.
-        let (url, server) = body_server(body.clone(), false).await;
-        for _ in 0..3 {
-            let read = buffer.read(client.get(&url).send().await.unwrap()).await.unwrap();
-            assert!(*read == body[..]);
+        for chunked in [false, true] {
+            let (url, server) = body_server(body.clone(), chunked).await;
+            let first = buffer.read(client.get(&url).send().await.unwrap()).await.unwrap();
+            assert!(*first == body[..], "chunked: {chunked}");
+            drop(first);
+            let kept = {
+                let kept = buffer.0.lock().unwrap();
+                assert!(kept.capacity() >= body.len(), "the first answer's memory is kept");
+                kept.as_ptr()
+            };
+            let second = buffer.read(client.get(&url).send().await.unwrap()).await.unwrap();
+            assert!(*second == body[..], "chunked: {chunked}");
+            assert_eq!(second.as_ptr(), kept, "the second answer is read into the kept memory");
+            // Two in flight at once: each gets its own buffer, and each body is whole.
+            let third = buffer.read(client.get(&url).send().await.unwrap()).await.unwrap();
+            assert!(*third == body[..] && *second == body[..]);
+            assert_ne!(third.as_ptr(), second.as_ptr());
+            drop((second, third));
+            server.abort();
         }
-        server.abort();
         // A body over the kept size is read whole and then freed, not kept.
         let big = vec![b'x'; BODY_BUFFER_KEPT_BYTES + 1];
-        let (url, server) = body_server(big.clone(), true).await;
+        let (url, server) = body_server(big.clone(), false).await;
         let read = buffer.read(client.get(&url).send().await.unwrap()).await.unwrap();
         assert_eq!(read.len(), big.len());
         drop(read);
         assert!(buffer.0.lock().unwrap().capacity() <= BODY_BUFFER_KEPT_BYTES);
-        server.abort();
-    }
-
-    #[tokio::test]
-    async fn an_answer_in_one_chunk_is_used_as_it_came() {
-        let client = client_builder().build().unwrap();
-        let buffer = BodyBuffer::default();
-        let body = br#"{"users":[{"id":1,"name":"Zo\u00eb"}],"end_of_stream":true}"#.to_vec();
-        let (url, server) = body_server(body.clone(), false).await;
-        for _ in 0..2 {
-            let read = buffer.read(client.get(&url).send().await.unwrap()).await.unwrap();
-            assert!(*read == body[..]);
-            assert!(matches!(read, Body::Chunk(_)), "{read:?}");
-        }
-        assert_eq!(buffer.0.lock().unwrap().capacity(), 0, "no buffer was taken or copied into");
-        server.abort();
-        // An empty answer is an empty body.
-        let (url, server) = body_server(Vec::new(), false).await;
-        let read = buffer.read(client.get(&url).send().await.unwrap()).await.unwrap();
-        assert!(read.is_empty());
         server.abort();
     }
 
